@@ -103,8 +103,8 @@ func TestMoECommands(t *testing.T) {
 	}
 }
 
-// TestMoEGGUFCommands converts random fp16 Mixtral and Qwen3-MoE
-// checkpoints (every layer sparse, as llama.cpp's qwen3moe) to F16 GGUF
+// TestMoEGGUFCommands converts random fp16 Mixtral, Qwen3-MoE and Qwen2-MoE
+// checkpoints (every layer sparse, as llama.cpp's qwen3moe and qwen2moe) to F16 GGUF
 // files with convert --gguf, which hold their exact values: generate on
 // the file gives the checkpoint's greedy ids, verify perplexity its
 // perplexity, and inspect the file's experts.
@@ -113,7 +113,7 @@ func TestMoEGGUFCommands(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		write func(testing.TB, map[string]any, synth.Options) string
-	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}} {
+	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}, {"qwen2_moe", fixtures.Qwen2MoE}} {
 		t.Run(tc.name, func(t *testing.T) {
 			edit := map[string]any{"vocab_size": 32002, "bos_token_id": 1, "eos_token_id": 32000, "mlp_only_layers": []int{}}
 			if tc.name == "mixtral" {

@@ -37,14 +37,15 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
 // 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
 // Gemma3Model registers both; the vision tower goes to its mmproj file).
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen2MoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
 // (convert_hf_to_gguf.py's Qwen2Model, MODEL_ARCH.QWEN2), "qwen3" for
 // qwen3 (Qwen3Model, MODEL_ARCH.QWEN3), "phi3" for phi3 (Phi3MiniModel,
 // MODEL_ARCH.PHI3), "qwen3moe" for qwen3_moe (Qwen3MoeModel,
-// MODEL_ARCH.QWEN3MOE), else "llama" (mixtral included: LlamaModel
+// MODEL_ARCH.QWEN3MOE), "qwen2moe" for qwen2_moe (Qwen2MoeModel,
+// MODEL_ARCH.QWEN2MOE), else "llama" (mixtral included: LlamaModel
 // writes Mixtral as a llama file with experts).
 func Arch(cfg *hfconfig.Config) string {
 	switch cfg.ModelType {
@@ -56,6 +57,8 @@ func Arch(cfg *hfconfig.Config) string {
 		return cfg.ModelType
 	case "qwen3_moe":
 		return "qwen3moe"
+	case "qwen2_moe":
+		return "qwen2moe"
 	}
 	return "llama"
 }
@@ -754,14 +757,16 @@ func headDimHidden(cfg *hfconfig.Config, arch string) error {
 }
 
 // supportedModelTypes are the model_type values Convert writes.
-var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2"}
+var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2"}
 
 // checkMoE refuses a mixture of experts that llama.cpp's architecture
 // would run as another model: a qwen3_moe with dense layers
 // (mlp_only_layers, decoder_sparse_step above 1), which llama.cpp's
 // qwen3moe architecture does not have (every layer's ffn_gate_inp and
 // ffn_*_exps are required), or with norm_topk_prob false (its graph
-// always renormalizes the top k weights: build_moe_ffn's norm_w true).
+// always renormalizes the top k weights: build_moe_ffn's norm_w true); a
+// qwen2_moe likewise with dense layers, or with norm_topk_prob true (its
+// qwen2moe graph never renormalizes: norm_w false).
 // (Mixtral's router always renormalizes, as llama.cpp's llama graph with
 // experts does.)
 func checkMoE(cfg *hfconfig.Config) error {
@@ -778,7 +783,10 @@ func checkMoE(cfg *hfconfig.Config) error {
 		}
 		return fmt.Errorf("%s: model_type %q: layers %s have a dense MLP (mlp_only_layers, decoder_sparse_step), but llama.cpp's %s architecture makes every layer a mixture of experts: %w", cfg.File, cfg.ModelType, strings.Join(dense, ", "), Arch(cfg), ErrUnsupportedModel)
 	}
-	if !m.NormTopK {
+	if Arch(cfg) == "qwen2moe" && m.NormTopK {
+		return fmt.Errorf("%s: model_type %q: norm_topk_prob true, but llama.cpp's %s architecture never renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
+	}
+	if Arch(cfg) != "qwen2moe" && !m.NormTopK {
 		return fmt.Errorf("%s: model_type %q: norm_topk_prob false, but llama.cpp's %s architecture always renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
 	}
 	return nil
@@ -803,7 +811,7 @@ func CheckBiases(get TensorFunc, cfg *hfconfig.Config) error {
 	var names []string
 	for i := range cfg.NumHiddenLayers {
 		for _, m := range modules {
-			if Arch(cfg) == "qwen2" && cfg.LinearBias(m) {
+			if (Arch(cfg) == "qwen2" || Arch(cfg) == "qwen2moe") && cfg.LinearBias(m) {
 				continue // written
 			}
 			names = append(names, "model.layers."+strconv.Itoa(i)+"."+m+".bias")
@@ -901,7 +909,7 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
 	qHeads, kvHeads := cfg.NumAttentionHeads, cfg.NumKeyValueHeads
-	qwen2 := Arch(cfg) == "qwen2"
+	qwen2 := Arch(cfg) == "qwen2" || Arch(cfg) == "qwen2moe"
 	if a := Arch(cfg); a != "llama" && a != "granite" {
 		// (GraniteModel permutes as LlamaModel does.)
 		qHeads, kvHeads = 0, 0
@@ -919,11 +927,19 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 			tensorSpec{name: blk + "attn_k.weight", source: hf + "self_attn.k_proj.weight", shape: []int{kv, h}, permuteHeads: kvHeads},
 			tensorSpec{name: blk + "attn_v.weight", source: hf + "self_attn.v_proj.weight", shape: []int{kv, h}},
 		)
-		if qwen2 {
+		if qwen2 && cfg.LinearBias("self_attn.q_proj") {
 			specs = append(specs,
 				tensorSpec{name: blk + "attn_q.bias", source: hf + "self_attn.q_proj.bias", shape: []int{q}},
 				tensorSpec{name: blk + "attn_k.bias", source: hf + "self_attn.k_proj.bias", shape: []int{kv}},
 				tensorSpec{name: blk + "attn_v.bias", source: hf + "self_attn.v_proj.bias", shape: []int{kv}},
+			)
+		} else if qwen2 {
+			// A qwen2_moe without them (qkv_bias false): llama.cpp's
+			// qwen2moe requires the three, written as zeros.
+			specs = append(specs,
+				tensorSpec{name: blk + "attn_q.bias", shape: []int{q}, values: make([]float32, q)},
+				tensorSpec{name: blk + "attn_k.bias", shape: []int{kv}, values: make([]float32, kv)},
+				tensorSpec{name: blk + "attn_v.bias", shape: []int{kv}, values: make([]float32, kv)},
 			)
 		}
 		if cfg.QKNorm() {
@@ -962,7 +978,8 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 // over the experts (torch.stack(dim=0)) in the order llama.cpp's
 // converter merges them: Mixtral's w1, w2, w3 (LlamaModel.modify_tensors:
 // gate, down, up), Qwen3-MoE's down_proj, gate_proj, up_proj
-// (Qwen2MoeModel.modify_tensors).
+// (Qwen2MoeModel.modify_tensors); Qwen2-MoE's likewise, then its shared
+// expert's gate and Linears.
 //
 //	block_sparse_moe.gate / mlp.gate      blk.N.ffn_gate_inp.weight  [E, hidden]
 //	experts.*.w1 / gate_proj              blk.N.ffn_gate_exps.weight [E, size, hidden]
@@ -984,8 +1001,19 @@ func moeTensorSpecs(cfg *hfconfig.Config, li int) []tensorSpec {
 	up := stack("ffn_up_exps", m.Up, []int{n, ff, h})
 	down := stack("ffn_down_exps", m.Down, []int{n, h, ff})
 	specs := []tensorSpec{{name: blk + "ffn_gate_inp.weight", source: m.RouterName(li), shape: []int{n, h}, router: true}}
-	if Arch(cfg) == "qwen3moe" {
+	switch Arch(cfg) {
+	case "qwen3moe":
 		return append(specs, down, gate, up)
+	case "qwen2moe":
+		// The shared expert (LLM_TENSOR_FFN_*_SHEXP): its gate [1,
+		// hidden] (llama.cpp's {hidden}; F32 as the router) and its
+		// Linears as a dense MLP's.
+		sh, s := m.SharedModules(), m.SharedSize
+		return append(specs, down, gate, up,
+			tensorSpec{name: blk + "ffn_gate_inp_shexp.weight", source: m.SharedGateName(li), shape: []int{1, h}, router: true},
+			tensorSpec{name: blk + "ffn_gate_shexp.weight", source: hf + sh[0] + ".weight", shape: []int{s, h}},
+			tensorSpec{name: blk + "ffn_up_shexp.weight", source: hf + sh[1] + ".weight", shape: []int{s, h}},
+			tensorSpec{name: blk + "ffn_down_shexp.weight", source: hf + sh[2] + ".weight", shape: []int{h, s}})
 	}
 	return append(specs, gate, down, up)
 }
@@ -1312,8 +1340,12 @@ func llamaKVs(cfg *hfconfig.Config) []KV {
 		// (llama.cpp's llama architecture sizes the experts by
 		// feed_forward_length, Mixtral's intermediate_size).
 		kvs = append(kvs, KV{a + "expert_count", uint32(m.Experts)}, KV{a + "expert_used_count", uint32(m.TopK)})
-		if Arch(cfg) == "qwen3moe" {
+		if Arch(cfg) == "qwen3moe" || Arch(cfg) == "qwen2moe" {
 			kvs = append(kvs, KV{a + "expert_feed_forward_length", uint32(m.ExpertSize)})
+		}
+		if m.SharedSize > 0 {
+			// Qwen2MoeModel's expert_shared_feed_forward_length.
+			kvs = append(kvs, KV{a + "expert_shared_feed_forward_length", uint32(m.SharedSize)})
 		}
 	}
 	if cfg.Granite != nil {

@@ -142,12 +142,17 @@
 // Linear bias, so a qwen3 attention_bias with biases other than zeros is
 // refused. A llama3 RoPE scaling is refused for qwen2 and qwen3, whose
 // llama.cpp architectures have no rope_freqs tensor. File.HFConfig reads
-// llama, qwen2, qwen3, qwen3moe, phi3 and gemma3 files back.
+// llama, qwen2, qwen3, qwen3moe, qwen2moe, phi3 and gemma3 files back.
 //
 // A mixture of experts is written as llama.cpp's converter writes it:
 // Mixtral (model_type mixtral) as a "llama" file (LlamaModel), Qwen3-MoE
 // (qwen3_moe) as a "qwen3moe" one (Qwen3MoeModel: the qwen3 tensors and
-// keys under qwen3moe.*). Each layer's router and experts are
+// keys under qwen3moe.*), Qwen2-MoE (qwen2_moe) as a "qwen2moe" one
+// (Qwen2MoeModel: qwen2's tensors with their q/k/v biases, written as
+// zeros where qkv_bias is false, as llama.cpp requires them; the shared
+// expert's gate as blk.N.ffn_gate_inp_shexp.weight, F32 [1, hidden], and
+// its Linears as ffn_gate_shexp, ffn_up_shexp and ffn_down_shexp; its size
+// expert_shared_feed_forward_length). Each layer's router and experts are
 //
 //	block_sparse_moe.gate / mlp.gate    blk.N.ffn_gate_inp.weight  F32 [E, hidden]
 //	experts.e.w1 / experts.e.gate_proj  blk.N.ffn_gate_exps.weight [E, size, hidden]
@@ -157,16 +162,21 @@
 // (PyTorch order: the file's dims are {hidden, E}, {hidden, size, E},
 // {size, hidden, E}, as llama.cpp creates them), each Linear stacked over
 // the experts, expert e's rows at [e] (torch.stack(dim=0)), in the
-// converter's order (Mixtral: gate, down, up; Qwen3-MoE: down, gate, up).
+// converter's order (Mixtral: gate, down, up; Qwen3-MoE and Qwen2-MoE:
+// down, gate, up).
 // A stacked tensor is quantized row by row as ggml does: its bytes are
 // each expert's matrix encoded alone, one after another. The router stays
 // F32 in every file (the converter writes ffn_gate_inp in F32,
 // llama-quantize never quantizes it). Metadata adds {arch}.expert_count
-// and expert_used_count, and for qwen3moe expert_feed_forward_length (a
-// llama file's experts are feed_forward_length wide). llama.cpp's qwen3moe
-// makes every layer sparse and always renormalizes the top k weights, so a
-// qwen3_moe with dense layers (mlp_only_layers, decoder_sparse_step) or
-// norm_topk_prob false is refused. An importance matrix's entry for a
+// and expert_used_count, and for qwen3moe and qwen2moe
+// expert_feed_forward_length (a llama file's experts are
+// feed_forward_length wide). llama.cpp's qwen3moe makes every layer sparse
+// and always renormalizes the top k weights, so a qwen3_moe with dense
+// layers (mlp_only_layers, decoder_sparse_step) or norm_topk_prob false is
+// refused; its qwen2moe never renormalizes, so a qwen2_moe with dense
+// layers or norm_topk_prob true is, and with a mix too (llama-quantize
+// counts ffn_*_shexp among ffn_gate, ffn_up and ffn_down, which the mixes'
+// per-layer rules here do not). An importance matrix's entry for a
 // stacked tensor holds a row of sums and a count an expert, as
 // llama-imatrix writes it (in_sum2 [experts, n], counts [experts, 1]), and
 // each expert's rows are quantized with its own row's mean squares
@@ -176,12 +186,14 @@
 // attn_output in Q5_K for most; the stacked tensors by ffn_gate's,
 // ffn_up's and ffn_down's rules, their layer from the name; no 70B
 // rule). File.HFConfig reads a llama file with expert_count as
-// mixtral, a qwen3moe file as qwen3_moe (norm_topk_prob true, the expert
+// mixtral, a qwen2moe file as qwen2_moe (norm_topk_prob false, the shared
+// expert's size expert_shared_feed_forward_length or else
+// feed_forward_length), a qwen3moe file as qwen3_moe (norm_topk_prob true, the expert
 // size expert_feed_forward_length or else feed_forward_length /
 // expert_used_count, as llama.cpp takes it); Weights serves expert e's
 // Linears under their Hugging Face names, reading only that expert's rows
-// of the stack. llama.cpp loads small Mixtral and Qwen3-MoE files of
-// each kind (F32, F16, Q8_0, Q4_K_M) and gives the runtime's
+// of the stack. llama.cpp loads small Mixtral, Qwen3-MoE and Qwen2-MoE
+// files of each kind (F32, F16, Q8_0, Q4_K_M; Qwen2-MoE Q4_K) and gives the runtime's
 // log-probabilities on the same weights (TestLlamaCppMoE).
 //
 // A Gemma 3 text model (model_type gemma3_text) is written as llama.cpp's

@@ -85,23 +85,24 @@ func ParseKVOverride(s string) (KV, error) {
 // an override of them in place of its own (only a label: llama.cpp reads
 // each tensor's type from its tensor info).
 var derivedKeys = map[string]string{
-	"general.architecture":             "the tensors are named and laid out for llama.cpp's llama architecture",
-	"llama.vocab_size":                 "token_embd's rows and the token arrays' length",
-	"llama.embedding_length":           "the weights' hidden size",
-	"llama.block_count":                "the number of layers of blk.N tensors",
-	"llama.feed_forward_length":        "the ffn weights' size",
-	"llama.attention.head_count":       "attn_q's rows, permuted for RoPE head by head",
-	"llama.attention.head_count_kv":    "attn_k's and attn_v's rows, attn_k's permuted for RoPE head by head",
-	"llama.attention.key_length":       "the head size of attn_q's and attn_k's rows",
-	"llama.attention.value_length":     "the head size of attn_v's rows",
-	"llama.rope.dimension_count":       "the head size: llama.cpp refuses a llama model whose rope dimension count is not its key length",
-	"llama.expert_count":               "the experts stacked in ffn_gate_exps, ffn_up_exps and ffn_down_exps and ffn_gate_inp's rows",
-	"llama.expert_feed_forward_length": "the stacked experts' size",
-	"tokenizer.ggml.model":             "the token arrays are written for the tokenizer they are (llama.cpp's llama or gpt2)",
-	"tokenizer.ggml.tokens":            "an array of one entry a token id",
-	"tokenizer.ggml.scores":            "an array of one entry a token id",
-	"tokenizer.ggml.token_type":        "an array of one entry a token id",
-	"tokenizer.ggml.merges":            "the merges of the written tokens",
+	"general.architecture":                    "the tensors are named and laid out for llama.cpp's llama architecture",
+	"llama.vocab_size":                        "token_embd's rows and the token arrays' length",
+	"llama.embedding_length":                  "the weights' hidden size",
+	"llama.block_count":                       "the number of layers of blk.N tensors",
+	"llama.feed_forward_length":               "the ffn weights' size",
+	"llama.attention.head_count":              "attn_q's rows, permuted for RoPE head by head",
+	"llama.attention.head_count_kv":           "attn_k's and attn_v's rows, attn_k's permuted for RoPE head by head",
+	"llama.attention.key_length":              "the head size of attn_q's and attn_k's rows",
+	"llama.attention.value_length":            "the head size of attn_v's rows",
+	"llama.rope.dimension_count":              "the head size: llama.cpp refuses a llama model whose rope dimension count is not its key length",
+	"llama.expert_count":                      "the experts stacked in ffn_gate_exps, ffn_up_exps and ffn_down_exps and ffn_gate_inp's rows",
+	"llama.expert_feed_forward_length":        "the stacked experts' size",
+	"llama.expert_shared_feed_forward_length": "the shared expert's ffn_*_shexp weights' size",
+	"tokenizer.ggml.model":                    "the token arrays are written for the tokenizer they are (llama.cpp's llama or gpt2)",
+	"tokenizer.ggml.tokens":                   "an array of one entry a token id",
+	"tokenizer.ggml.scores":                   "an array of one entry a token id",
+	"tokenizer.ggml.token_type":               "an array of one entry a token id",
+	"tokenizer.ggml.merges":                   "the merges of the written tokens",
 }
 
 // CheckKVOverride refuses an override that no model can take, whatever
@@ -113,9 +114,9 @@ var derivedKeys = map[string]string{
 // padding to 32 whatever the key says, which breaks the file).
 func CheckKVOverride(kv KV) error {
 	key := kv.Key
-	for _, a := range []string{"qwen2.", "qwen3.", "qwen3moe.", "phi3.", "gemma3."} {
+	for _, a := range []string{"qwen2.", "qwen3.", "qwen3moe.", "qwen2moe.", "phi3.", "gemma3."} {
 		if rest, ok := strings.CutPrefix(key, a); ok {
-			key = "llama." + rest // the same keys under qwen2's, qwen3's, qwen3moe's, phi3's and gemma3's names (phi3's sizes cut its fused attn_qkv and ffn_up)
+			key = "llama." + rest // the same keys under qwen2's, qwen3's, qwen3moe's, qwen2moe's, phi3's and gemma3's names (phi3's sizes cut its fused attn_qkv and ffn_up)
 		}
 	}
 	if why, ok := derivedKeys[key]; ok {

@@ -39,8 +39,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "qwen2moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, qwen2moe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -133,9 +133,9 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	}
 	if n, ok, err := u("expert_count", false); err != nil {
 		return nil, err
-	} else if ok && n > 0 || arch == "qwen3moe" {
-		if arch != "llama" && arch != "qwen3moe" {
-			return nil, refuse(a+"expert_count", n, "a mixture of experts in an architecture whose experts the runtime does not run (llama's and qwen3moe's it does)")
+	} else if ok && n > 0 || arch == "qwen3moe" || arch == "qwen2moe" {
+		if arch != "llama" && arch != "qwen3moe" && arch != "qwen2moe" {
+			return nil, refuse(a+"expert_count", n, "a mixture of experts in an architecture whose experts the runtime does not run (llama's, qwen3moe's and qwen2moe's it does)")
 		}
 		if err := f.moeConfig(c, a, n); err != nil {
 			return nil, err
@@ -360,8 +360,10 @@ func (f *File) noScaling(a, family, scaling string, linear bool) error {
 // does), a qwen3moe file as Qwen3-MoE (model_type qwen3_moe: every layer
 // sparse, experts of expert_feed_forward_length channels, else
 // feed_forward_length / expert_used_count as llama.cpp takes them,
-// norm_topk_prob true: its qwen3moe graph renormalizes). expert_used_count
-// is required, from 1 to n.
+// norm_topk_prob true: its qwen3moe graph renormalizes), a qwen2moe file
+// as Qwen2-MoE likewise (norm_topk_prob false; a shared expert of
+// expert_shared_feed_forward_length channels, else feed_forward_length,
+// as llama.cpp takes them). expert_used_count is required, from 1 to n.
 func (f *File) moeConfig(c map[string]any, a string, n uint32) error {
 	refuse := func(key string, v any, why string) error {
 		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
@@ -385,6 +387,24 @@ func (f *File) moeConfig(c map[string]any, a string, n uint32) error {
 	c["architectures"], c["model_type"] = []string{"Qwen3MoeForCausalLM"}, "qwen3_moe"
 	c["num_experts"], c["norm_topk_prob"] = n, true
 	c["decoder_sparse_step"], c["mlp_only_layers"] = 1, []int{}
+	if a == "qwen2moe." {
+		// (llama.cpp's qwen2moe graph: qwen2's attention with its q/k/v
+		// biases, the chosen weights not renormalized, the shared expert
+		// of expert_shared_feed_forward_length channels, else
+		// feed_forward_length, weighted by its sigmoid gate)
+		c["architectures"], c["model_type"] = []string{"Qwen2MoeForCausalLM"}, "qwen2_moe"
+		c["norm_topk_prob"], c["qkv_bias"] = false, true
+		shared := c["intermediate_size"].(uint32)
+		if v, err := Value[uint32](f, a+"expert_shared_feed_forward_length"); err == nil {
+			shared = v
+		} else if _, ok := f.Get(a + "expert_shared_feed_forward_length"); ok {
+			return err
+		}
+		if shared == 0 {
+			return refuse(a+"expert_shared_feed_forward_length", shared, "want a positive shared expert size")
+		}
+		c["shared_expert_intermediate_size"] = shared
+	}
 	size := c["intermediate_size"].(uint32) / used
 	if v, err := Value[uint32](f, a+"expert_feed_forward_length"); err == nil {
 		size = v
@@ -581,6 +601,10 @@ type ModelWeights struct {
 	// stored value - 1 (exact where it is at least 0.5), which the
 	// runtime's Gemma norm adds 1 to again: the stored value.
 	shifted map[string]bool
+	// oneRow are the weights of one row ([1, hidden]: Qwen2-MoE's shared
+	// expert gate) that a file may hold as a 1-D [hidden] tensor, as
+	// llama.cpp creates it: read back as [1, hidden].
+	oneRow map[string]bool
 }
 
 // rowRange is a part's rows [row0, row0+n) of the fused or stacked GGUF
@@ -592,7 +616,7 @@ type rowRange struct {
 
 // Weights returns f's tensors for cfg (HFConfig's) under Hugging Face names.
 func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
-	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}, shifted: map[string]bool{}}
+	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}, shifted: map[string]bool{}, oneRow: map[string]bool{}}
 	for _, s := range tensorSpecs(cfg) {
 		if s.source == "" {
 			continue // derived from the config (rope_freqs: cfg.RopeScaling)
@@ -615,6 +639,9 @@ func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
 		}
 		if s.addOne {
 			w.shifted[s.source] = true
+		}
+		if len(s.shape) == 2 && s.shape[0] == 1 {
+			w.oneRow[s.source] = true
 		}
 	}
 	return w
@@ -648,6 +675,9 @@ func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 	}
 	if err := w.finite(gname, ti.Type, vals); err != nil {
 		return safetensors.Tensor{}, err
+	}
+	if w.oneRow[name] && len(ti.Shape) == 1 {
+		ti.Shape = []int{1, ti.Shape[0]}
 	}
 	if w.shifted[name] {
 		out := make([]float32, len(vals))

@@ -21,7 +21,7 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
-// moeCheckpoint writes a random-weight Mixtral or Qwen3-MoE checkpoint
+// moeCheckpoint writes a random-weight Mixtral, Qwen3-MoE or Qwen2-MoE checkpoint
 // (fp32) with openchat-tiny's tokenizer and vocabulary; edit's keys are
 // set over the fixture's.
 func moeCheckpoint(t *testing.T, modelType string, edit map[string]any) *checkpoint {
@@ -32,8 +32,11 @@ func moeCheckpoint(t *testing.T, modelType string, edit map[string]any) *checkpo
 		e[k] = v
 	}
 	o := synth.Options{DType: "f32", Seed: 21, TokenizerDir: tok}
-	if modelType == "mixtral" {
+	switch modelType {
+	case "mixtral":
 		return openCheckpointDir(t, fixtures.Mixtral(t, e, o))
+	case "qwen2_moe":
+		return openCheckpointDir(t, fixtures.Qwen2MoE(t, e, o))
 	}
 	return openCheckpointDir(t, fixtures.Qwen3MoE(t, e, o))
 }
@@ -59,6 +62,9 @@ type moeSpec struct {
 	// up, down) in layer li.
 	expert func(li, e int, kind string) string
 	router func(li int) string
+	// quant is the 4-bit conversion TestLlamaCppMoE compares (the Q4_K_M
+	// mix, or Q4_K where the mixes are refused).
+	quant gguf.ConvertOptions
 }
 
 var moeSpecs = []moeSpec{
@@ -119,6 +125,40 @@ var moeSpecs = []moeSpec{
 			return "model.layers." + strconv.Itoa(li) + ".mlp.experts." + strconv.Itoa(e) + "." + kind + "_proj.weight"
 		},
 		router: func(li int) string { return "model.layers." + strconv.Itoa(li) + ".mlp.gate.weight" },
+	},
+	{
+		modelType: "qwen2_moe",
+		// fixtures.Qwen2MoEConfig with every layer sparse (llama.cpp's
+		// qwen2moe has no dense layers): hidden 64, intermediate 128, 3
+		// layers, 4 heads over 2 KV heads (head_dim 16), q/k/v biases, 12
+		// experts of 48 channels, 4 a token, a shared expert of 80 and its
+		// gate ({n_embd}, held as [1, hidden]: ne {64, 1}).
+		edit: map[string]any{"mlp_only_layers": []int{}},
+		meta: map[string]any{
+			"general.architecture": "qwen2moe", "qwen2moe.block_count": uint32(3), "qwen2moe.context_length": uint32(512),
+			"qwen2moe.embedding_length": uint32(64), "qwen2moe.feed_forward_length": uint32(128),
+			"qwen2moe.attention.head_count": uint32(4), "qwen2moe.attention.head_count_kv": uint32(2),
+			"qwen2moe.rope.freq_base": float32(1e6), "qwen2moe.attention.layer_norm_rms_epsilon": float32(1e-6),
+			"qwen2moe.expert_count": uint32(12), "qwen2moe.expert_used_count": uint32(4),
+			"qwen2moe.expert_feed_forward_length": uint32(48), "qwen2moe.expert_shared_feed_forward_length": uint32(80),
+		},
+		absent: []string{"llama.block_count", "qwen2.block_count", "qwen3moe.expert_count"},
+		layers: 3,
+		dims: map[string][]uint64{
+			"attn_norm.weight": {64}, "attn_q.weight": {64, 64}, "attn_k.weight": {64, 32}, "attn_v.weight": {64, 32},
+			"attn_q.bias": {64}, "attn_k.bias": {32}, "attn_v.bias": {32},
+			"attn_output.weight": {64, 64}, "ffn_norm.weight": {64},
+			"ffn_gate_inp.weight": {64, 12}, "ffn_gate_exps.weight": {64, 48, 12}, "ffn_up_exps.weight": {64, 48, 12},
+			"ffn_down_exps.weight":      {48, 64, 12},
+			"ffn_gate_inp_shexp.weight": {64, 1}, "ffn_gate_shexp.weight": {64, 80}, "ffn_up_shexp.weight": {64, 80},
+			"ffn_down_shexp.weight": {80, 64},
+		},
+		experts: 12,
+		expert: func(li, e int, kind string) string {
+			return "model.layers." + strconv.Itoa(li) + ".mlp.experts." + strconv.Itoa(e) + "." + kind + "_proj.weight"
+		},
+		router: func(li int) string { return "model.layers." + strconv.Itoa(li) + ".mlp.gate.weight" },
+		quant:  gguf.ConvertOptions{Type: gguf.TypeQ4_K},
 	},
 }
 
@@ -293,8 +333,10 @@ func TestConvertMoEQ8_0(t *testing.T) {
 }
 
 // TestConvertMoERefused: a qwen3_moe with dense layers or without
-// norm_topk_prob (llama.cpp's qwen3moe has neither) is refused before any
-// tensor is read, wrapping ErrUnsupportedModel.
+// norm_topk_prob (llama.cpp's qwen3moe has neither), a qwen2_moe with
+// dense layers or with norm_topk_prob (its qwen2moe never renormalizes),
+// or with a mix (the shared expert's counts not carried), is refused
+// before any tensor is read, wrapping ErrUnsupportedModel.
 func TestConvertMoERefused(t *testing.T) {
 	for _, tc := range []struct {
 		name, modelType string
@@ -304,11 +346,17 @@ func TestConvertMoERefused(t *testing.T) {
 	}{
 		{"dense layer", "qwen3_moe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{`model_type "qwen3_moe": layers 2 have a dense MLP`, "qwen3moe architecture"}},
 		{"norm_topk_prob", "qwen3_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": false}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob false"}},
+		{"qwen2_moe dense layer", "qwen2_moe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{`model_type "qwen2_moe": layers 1 have a dense MLP`, "qwen2moe architecture"}},
+		{"qwen2_moe norm_topk_prob", "qwen2_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": true}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob true", "never renormalizes"}},
+		{"qwen2_moe mix", "qwen2_moe", map[string]any{"mlp_only_layers": []int{}}, gguf.ConvertOptions{Mix: mustMix(t, "Q4_K_M")}, []string{"Q4_K_M", "qwen2moe", "per-layer rules"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := fixtures.MixtralConfig()
-			if tc.modelType == "qwen3_moe" {
+			switch tc.modelType {
+			case "qwen3_moe":
 				doc = fixtures.Qwen3MoEConfig()
+			case "qwen2_moe":
+				doc = fixtures.Qwen2MoEConfig()
 			}
 			for k, v := range tc.edit {
 				doc[k] = v
@@ -517,23 +565,28 @@ func rewriteKV(t *testing.T, c *converted, kv gguf.KV) string {
 	return path
 }
 
-// TestLlamaCppMoE loads the Mixtral and Qwen3-MoE fixtures' F32, F16,
-// Q8_0 and Q4_K_M files in llama.cpp (node-llama-cpp) and compares its
+// TestLlamaCppMoE loads the Mixtral, Qwen3-MoE and Qwen2-MoE fixtures' F32, F16,
+// Q8_0 and Q4_K_M (Qwen2-MoE: Q4_K) files in llama.cpp (node-llama-cpp) and compares its
 // next-token log-probabilities with our runtime on the same weights (the
 // checkpoint for F32, File.Weights for the others; Q4_K_M held to Q4_K's
 // bounds, as TestLlamaCppMix holds the dense mixes), as llamaCppMatches
 // does for the dense architectures; our runtime with each layer's experts rotated
-// (expert e's Linears served as expert e+1's) must be far from llama.cpp's
-// F32 logits, or the comparison could not tell the experts' order.
+// (expert e's Linears served as expert e+1's), or without Qwen2-MoE's
+// shared expert, must be far from llama.cpp's F32 logits, or the
+// comparison could not tell the experts' order or the shared expert.
 func TestLlamaCppMoE(t *testing.T) {
 	node := llamaCppAvailable(t)
 	for _, spec := range moeSpecs {
 		t.Run(spec.modelType, func(t *testing.T) {
 			ck := moeCheckpoint(t, spec.modelType, spec.edit)
 			mix, _ := gguf.ParseMix("Q4_K_M")
+			quant := gguf.ConvertOptions{Mix: mix}
+			if spec.quant.Type != 0 {
+				quant = spec.quant
+			}
 			var convs []*converted
 			req := llamaRequest{}
-			for _, opts := range []gguf.ConvertOptions{{Type: gguf.TypeF32}, {Type: gguf.TypeF16}, {Type: gguf.TypeQ8_0}, {Mix: mix}} {
+			for _, opts := range []gguf.ConvertOptions{{Type: gguf.TypeF32}, {Type: gguf.TypeF16}, {Type: gguf.TypeQ8_0}, quant} {
 				typ := opts.Type
 				if opts.Mix.Name != "" {
 					typ = mix.Base // (the mix's files are held to its base type's bounds)
@@ -564,6 +617,17 @@ func TestLlamaCppMoE(t *testing.T) {
 					llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+filepath.Base(c.path), d)
 				})
 			}
+			if ck.cfg.MoE.SharedSize > 0 {
+				t.Run("shared expert matters", func(t *testing.T) {
+					// (Its down_proj zeroed: the layers add no shared expert.)
+					z := zeroedTensors{w: ck.set, suffix: ".shared_expert.down_proj.weight"}
+					d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, loadRuntime(t, z, ck.cfg), moePrompts), ck.cfg.VocabSize)
+					t.Logf("llama.cpp's F32 file vs our runtime without the shared expert: %v", d)
+					if tol := llamaTolerances[gguf.TypeF32]; !(d.nmse > 100*tol.nmse) {
+						t.Errorf("llama.cpp's F32 logits vs our runtime without the shared expert: %v: the comparison cannot tell them", d)
+					}
+				})
+			}
 			t.Run("expert order matters", func(t *testing.T) {
 				rot := rotatedExperts{w: ck.set, experts: spec.experts}
 				d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, loadRuntime(t, rot, ck.cfg), moePrompts), ck.cfg.VocabSize)
@@ -574,6 +638,21 @@ func TestLlamaCppMoE(t *testing.T) {
 			})
 		})
 	}
+}
+
+// zeroedTensors serves a checkpoint's tensors with those whose names end
+// in suffix all zeros.
+type zeroedTensors struct {
+	w      model.Weights
+	suffix string
+}
+
+func (z zeroedTensors) Tensor(name string) (safetensors.Tensor, error) {
+	t, err := z.w.Tensor(name)
+	if err == nil && strings.HasSuffix(name, z.suffix) {
+		t.Data = make([]byte, len(t.Data))
+	}
+	return t, err
 }
 
 // rotatedExperts serves a checkpoint's tensors with expert e's Linears
@@ -775,4 +854,14 @@ func TestMoEMixNeedsImatrix(t *testing.T) {
 	if _, err := gguf.Plan(cfg, tok, gguf.ConvertOptions{Mix: mix, Imatrix: m}); err == nil || !strings.Contains(err.Error(), `"blk.0.ffn_up_exps.weight" has 256 values and 1 counts, the stacked weight's 8 experts' rows of 256`) {
 		t.Errorf("a stack's entry of one row: %v", err)
 	}
+}
+
+// mustMix is ParseMix's mix of name.
+func mustMix(t *testing.T, name string) gguf.Mix {
+	t.Helper()
+	m, ok := gguf.ParseMix(name)
+	if !ok {
+		t.Fatalf("no mix %s", name)
+	}
+	return m
 }

@@ -51,10 +51,14 @@
 // and the MLP's outputs (postAttnNorm, postFFNorm) and q and k over their
 // whole projections (dims.qkFull); its decode steps run op by op too.
 //
-// Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe) bind
-// each sparse layer's router and experts (moe.go; LayerLinears lists the
-// experts' Linears for Check, QuantLinears, the format checks and the GPTQ
-// drivers). A sparse layer's MLP downloads the router's logits, routes
+// Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe,
+// qwen2_moe) bind each sparse layer's router and experts, and Qwen2-MoE's
+// shared expert and its gate (moe.go; LayerLinears lists the experts' and
+// the shared expert's Linears for Check, QuantLinears, the format checks
+// and the GPTQ drivers). The shared expert runs on every row, weighted by
+// the sigmoid of its gate's logit (runtime.SigmoidGater), and is added to
+// the experts' sum before the residual (sharedExpert; in decode steps
+// routed on the backend, through CombineExperts' extra). A sparse layer's MLP downloads the router's logits, routes
 // every row on the host (routeRows: MixtralTopKRouter's softmax, top k and
 // renormalization), and runs in a fixed number of ops: the experts' rows
 // gathered into one stack, each expert's products on its stretch, the
