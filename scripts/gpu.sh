@@ -659,7 +659,8 @@ for step in $steps; do
     # Decode speed of another model's shape: a GPTQ checkpoint of random
     # codes of SYNTH_CONFIG's shape (default testdata/configs/gemma-2-9b,
     # Gemma 2 9B; testdata/configs/gemma-7b is Gemma 7B's,
-    # testdata/configs/granite-3.1-8b Granite 8B's; SYNTH_QUANT, default
+    # testdata/configs/granite-3.1-8b Granite 8B's,
+    # testdata/configs/qwen1.5-moe-a2.7b Qwen1.5-MoE-A2.7B's; SYNTH_QUANT, default
     # 4-bit g128 act order) written by synth, decoded at SYNTH_BATCHES (default 1,8) with 128-token prompts
     # and SYNTH_NEW new tokens (default 128).
     cfgdir=${SYNTH_CONFIG:-testdata/configs/gemma-2-9b}

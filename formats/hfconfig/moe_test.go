@@ -1,6 +1,8 @@
 package hfconfig
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -149,6 +151,14 @@ func TestQwen2MoE(t *testing.T) {
 	// 5632 and its gate 2048; the final norm.
 	if got := c.NumParameters(); got != 14_315_784_192 {
 		t.Errorf("NumParameters %d, want 14315784192", got)
+	}
+	// The copy scripts/gpu.sh's synthbench takes as the shape to decode.
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "configs", "qwen1.5-moe-a2.7b", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, err := Parse(raw, "config.json"); err != nil || !reflect.DeepEqual(c2.MoE, c.MoE) || c2.NumParameters() != c.NumParameters() {
+		t.Errorf("testdata/configs/qwen1.5-moe-a2.7b: %v, experts %+v, want the config above's", err, c2)
 	}
 	if c.QKNorm() || c.HeadDim != 128 || c.SlidingWindow != 0 || c.RopeTheta != 1e6 {
 		t.Errorf("qk norm %v head_dim %d window %d theta %g", c.QKNorm(), c.HeadDim, c.SlidingWindow, c.RopeTheta)
