@@ -174,9 +174,9 @@
 // and always renormalizes the top k weights, so a qwen3_moe with dense
 // layers (mlp_only_layers, decoder_sparse_step) or norm_topk_prob false is
 // refused; its qwen2moe never renormalizes, so a qwen2_moe with dense
-// layers or norm_topk_prob true is, and with a mix too (llama-quantize
-// counts ffn_*_shexp among ffn_gate, ffn_up and ffn_down, which the mixes'
-// per-layer rules here do not). An importance matrix's entry for a
+// layers or norm_topk_prob true is. The mixes type a shared expert's
+// ffn_*_shexp by ffn_gate's, ffn_up's and ffn_down's rules, as
+// llama-quantize matches them by name. An importance matrix's entry for a
 // stacked tensor holds a row of sums and a count an expert, as
 // llama-imatrix writes it (in_sum2 [experts, n], counts [experts, 1]), and
 // each expert's rows are quantized with its own row's mean squares
@@ -193,7 +193,7 @@
 // expert_used_count, as llama.cpp takes it); Weights serves expert e's
 // Linears under their Hugging Face names, reading only that expert's rows
 // of the stack. llama.cpp loads small Mixtral, Qwen3-MoE and Qwen2-MoE
-// files of each kind (F32, F16, Q8_0, Q4_K_M; Qwen2-MoE Q4_K) and gives the runtime's
+// files of each kind (F32, F16, Q8_0, Q4_K_M) and gives the runtime's
 // log-probabilities on the same weights (TestLlamaCppMoE).
 //
 // A Gemma 3 text model (model_type gemma3_text) is written as llama.cpp's

@@ -23,9 +23,10 @@ import (
 // with experts) an attn_v the rules leave in Q3_K or Q4_K is written in
 // Q5_K (but in the 1- and 2-bit IQ file types, whose own rules come
 // before that one). A mixture of experts has rules of its own (moeType):
-// a stacked ffn_gate_exps, ffn_up_exps or ffn_down_exps takes ffn_gate's,
-// ffn_up's or ffn_down's rules (llama.cpp's categories match the name's
-// "ffn_gate", "ffn_up", "ffn_down"), the router none (never quantized).
+// a stacked ffn_gate_exps, ffn_up_exps or ffn_down_exps, and a shared
+// expert's ffn_*_shexp, takes ffn_gate's, ffn_up's or ffn_down's rules
+// (llama.cpp's categories match the name's "ffn_gate", "ffn_up",
+// "ffn_down"), the routers none (never quantized).
 type Mix struct {
 	Name     string     // "Q4_K_M"
 	FileType uint32     // general.file_type
@@ -275,8 +276,9 @@ func (m Mix) moeType(name string, t TensorType, s site) TensorType {
 }
 
 // weightKind is a layer weight's kind, its name after "blk.N." with a
-// stacked expert tensor's "_exps" dropped ("ffn_down_exps.weight":
-// "ffn_down.weight"), as llama.cpp's categories match them; "" outside
+// stacked expert tensor's "_exps" or a shared expert's "_shexp" dropped
+// ("ffn_down_exps.weight", "ffn_down_shexp.weight": "ffn_down.weight"),
+// as llama.cpp's categories match them (name.find("ffn_down")); "" outside
 // the layers.
 func weightKind(name string) string {
 	rest, ok := strings.CutPrefix(name, "blk.")
@@ -284,7 +286,8 @@ func weightKind(name string) string {
 		return ""
 	}
 	_, kind, _ := strings.Cut(rest, ".")
-	return strings.Replace(kind, "_exps.weight", ".weight", 1)
+	kind = strings.Replace(kind, "_exps.weight", ".weight", 1)
+	return strings.Replace(kind, "_shexp.weight", ".weight", 1)
 }
 
 // typeOf is typeAt's rules without the 70B one: s gives the layer the

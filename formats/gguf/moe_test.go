@@ -62,9 +62,6 @@ type moeSpec struct {
 	// up, down) in layer li.
 	expert func(li, e int, kind string) string
 	router func(li int) string
-	// quant is the 4-bit conversion TestLlamaCppMoE compares (the Q4_K_M
-	// mix, or Q4_K where the mixes are refused).
-	quant gguf.ConvertOptions
 }
 
 var moeSpecs = []moeSpec{
@@ -158,7 +155,6 @@ var moeSpecs = []moeSpec{
 			return "model.layers." + strconv.Itoa(li) + ".mlp.experts." + strconv.Itoa(e) + "." + kind + "_proj.weight"
 		},
 		router: func(li int) string { return "model.layers." + strconv.Itoa(li) + ".mlp.gate.weight" },
-		quant:  gguf.ConvertOptions{Type: gguf.TypeQ4_K},
 	},
 }
 
@@ -335,8 +331,7 @@ func TestConvertMoEQ8_0(t *testing.T) {
 // TestConvertMoERefused: a qwen3_moe with dense layers or without
 // norm_topk_prob (llama.cpp's qwen3moe has neither), a qwen2_moe with
 // dense layers or with norm_topk_prob (its qwen2moe never renormalizes),
-// or with a mix (the shared expert's counts not carried), is refused
-// before any tensor is read, wrapping ErrUnsupportedModel.
+// is refused before any tensor is read, wrapping ErrUnsupportedModel.
 func TestConvertMoERefused(t *testing.T) {
 	for _, tc := range []struct {
 		name, modelType string
@@ -348,7 +343,6 @@ func TestConvertMoERefused(t *testing.T) {
 		{"norm_topk_prob", "qwen3_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": false}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob false"}},
 		{"qwen2_moe dense layer", "qwen2_moe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{`model_type "qwen2_moe": layers 1 have a dense MLP`, "qwen2moe architecture"}},
 		{"qwen2_moe norm_topk_prob", "qwen2_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": true}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob true", "never renormalizes"}},
-		{"qwen2_moe mix", "qwen2_moe", map[string]any{"mlp_only_layers": []int{}}, gguf.ConvertOptions{Mix: mustMix(t, "Q4_K_M")}, []string{"Q4_K_M", "qwen2moe", "per-layer rules"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := fixtures.MixtralConfig()
@@ -400,9 +394,13 @@ func TestMoEMixes(t *testing.T) {
 	more := map[int]bool{0: true, 3: true, 6: true, 7: true} // use_more_bits(i, 8)
 	dense := func(modelType string) map[string]any {
 		doc := fixtures.MixtralConfig()
-		if modelType == "qwen3_moe" {
+		switch modelType {
+		case "qwen3_moe":
 			doc = fixtures.Qwen3MoEConfig()
 			doc["mlp_only_layers"], doc["moe_intermediate_size"], doc["head_dim"] = []int{}, 512, 64
+		case "qwen2_moe":
+			doc = fixtures.Qwen2MoEConfig()
+			doc["mlp_only_layers"], doc["moe_intermediate_size"], doc["shared_expert_intermediate_size"] = []int{}, 512, 768
 		}
 		doc["hidden_size"], doc["intermediate_size"], doc["num_hidden_layers"], doc["vocab_size"] = 256, 512, 8, 32002
 		doc["bos_token_id"], doc["eos_token_id"] = 1, 32000
@@ -448,6 +446,12 @@ func TestMoEMixes(t *testing.T) {
 			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_v.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K),
 				"ffn_down_exps.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K)}[kind]
 		}},
+		// Qwen2-MoE: the shared expert's ffn_down_shexp an ffn_down too
+		// (its layer from the name, as the experts'), its gate F32.
+		{"Q4_K_M shared expert", "qwen2_moe", "Q4_K_M", nil, func(kind string, li int) gguf.TensorType {
+			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_v.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K),
+				"ffn_down_exps.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K), "ffn_down_shexp.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K)}[kind]
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raw, err := json.Marshal(dense(tc.modelType))
@@ -485,7 +489,7 @@ func TestMoEMixes(t *testing.T) {
 				}
 				want := tc.want(kind, li)
 				switch {
-				case len(ct.Shape) == 1 || kind == "ffn_gate_inp.weight":
+				case len(ct.Shape) == 1 || kind == "ffn_gate_inp.weight" || kind == "ffn_gate_inp_shexp.weight":
 					want = gguf.TypeF32
 				case want == 0:
 					want = mix.Base
@@ -566,7 +570,7 @@ func rewriteKV(t *testing.T, c *converted, kv gguf.KV) string {
 }
 
 // TestLlamaCppMoE loads the Mixtral, Qwen3-MoE and Qwen2-MoE fixtures' F32, F16,
-// Q8_0 and Q4_K_M (Qwen2-MoE: Q4_K) files in llama.cpp (node-llama-cpp) and compares its
+// Q8_0 and Q4_K_M files in llama.cpp (node-llama-cpp) and compares its
 // next-token log-probabilities with our runtime on the same weights (the
 // checkpoint for F32, File.Weights for the others; Q4_K_M held to Q4_K's
 // bounds, as TestLlamaCppMix holds the dense mixes), as llamaCppMatches
@@ -580,13 +584,9 @@ func TestLlamaCppMoE(t *testing.T) {
 		t.Run(spec.modelType, func(t *testing.T) {
 			ck := moeCheckpoint(t, spec.modelType, spec.edit)
 			mix, _ := gguf.ParseMix("Q4_K_M")
-			quant := gguf.ConvertOptions{Mix: mix}
-			if spec.quant.Type != 0 {
-				quant = spec.quant
-			}
 			var convs []*converted
 			req := llamaRequest{}
-			for _, opts := range []gguf.ConvertOptions{{Type: gguf.TypeF32}, {Type: gguf.TypeF16}, {Type: gguf.TypeQ8_0}, quant} {
+			for _, opts := range []gguf.ConvertOptions{{Type: gguf.TypeF32}, {Type: gguf.TypeF16}, {Type: gguf.TypeQ8_0}, {Mix: mix}} {
 				typ := opts.Type
 				if opts.Mix.Name != "" {
 					typ = mix.Base // (the mix's files are held to its base type's bounds)

@@ -143,8 +143,9 @@ func (r *typeRules) want(s tensorSpec) (TensorType, bool) {
 	case o.Mix.Name != "":
 		i := layerOf(s.name)
 		if kind := weightKind(s.name); kind != "" {
-			// (a stacked ffn_down_exps counts as an ffn_down, as
-			// llama.cpp's i_ffn_down counts its category)
+			// (a stacked ffn_down_exps, and a shared expert's
+			// ffn_down_shexp, counts as an ffn_down, as llama.cpp's
+			// i_ffn_down counts its category: by name)
 			i = r.typed[kind]
 			r.typed[kind]++
 			if r.cfg.MoE != nil && !o.Mix.lowIQ && (kind == "ffn_down.weight" || kind == "ffn_gate.weight" || kind == "ffn_up.weight") {
@@ -167,12 +168,6 @@ func (r *typeRules) want(s tensorSpec) (TensorType, bool) {
 // (weightedImatrix).
 func newTypeRules(cfg *hfconfig.Config, opts ConvertOptions, specs []tensorSpec) (typeRules, error) {
 	r := typeRules{opts: opts, cfg: cfg, imatrix: opts.Imatrix != nil, typed: map[string]int{}}
-	if opts.Mix.Name != "" && Arch(cfg) == "qwen2moe" {
-		// llama-quantize counts a shared expert's ffn_*_shexp among
-		// ffn_gate, ffn_up and ffn_down (by name), which moves every
-		// per-layer rule: not carried here.
-		return r, fmt.Errorf("gguf convert: %s: %s's qwen2moe file with a mix's per-layer rules (its shared expert's weights counted as llama-quantize counts them) is not written: convert to one type (f16, q8_0, q4_0, q4_k, …) instead: %w", opts.Mix.Name, cfg.File, ErrUnsupportedModel)
-	}
 	for _, o := range opts.TensorTypes {
 		if !o.Type.Convertible() {
 			return r, fmt.Errorf("gguf convert: --tensor-type %s: type %s: want %s", o, o.Type, TypeNames())
