@@ -251,7 +251,7 @@ func checkReadable(set weights.Set, cfg *hfconfig.Config) error {
 		for _, n := range model.LayerBiasNames(cfg, li) {
 			// (written in fp16 beside the module's GPTQ tensors; a llama
 			// config's attention_bias may have none, written as zeros)
-			if _, err := set.Tensor(n); err == nil || cfg.ModelType == "qwen2" {
+			if _, err := set.Tensor(n); err == nil || cfg.ModelType == "qwen2" || cfg.ModelType == "qwen2_moe" {
 				names = append(names, n)
 				plain = append(plain, n)
 			}

@@ -169,10 +169,11 @@ func (s Skip) filter(li int, mods []string) []string {
 	return out
 }
 
-// fusedGroup lists the modules fused with m (m included), or nil.
-func fusedGroup(m string) []string {
+// fusedGroup lists the modules of layer li fused with m (m included), or nil.
+func (s Skip) fusedGroup(li int, m string) []string {
+	ls := s.linears(li)
 	var fused string
-	for _, l := range model.Linears {
+	for _, l := range ls {
 		if l.Name == m {
 			fused = l.Fused
 		}
@@ -181,7 +182,7 @@ func fusedGroup(m string) []string {
 		return nil
 	}
 	var out []string
-	for _, l := range model.Linears {
+	for _, l := range ls {
 		if l.Fused == fused {
 			out = append(out, l.Name)
 		}
@@ -197,13 +198,13 @@ func (s Skip) PartialFused() []string {
 	var out []string
 	for li := range s.layers {
 		done := map[string]bool{}
-		for _, l := range model.Linears {
+		for _, l := range s.linears(li) {
 			if l.Fused == "" || done[l.Fused] {
 				continue
 			}
 			done[l.Fused] = true
 			var skipped, kept []string
-			for _, m := range fusedGroup(l.Name) {
+			for _, m := range s.fusedGroup(li, l.Name) {
 				name := model.LayerPrefix(li) + "." + m
 				if s.mods[name] {
 					skipped = append(skipped, name)
@@ -234,7 +235,7 @@ func (s Skip) Dynamic() []gptq.DynamicRule {
 				continue
 			}
 			alts := []string{l.Name}
-			if l.Fused != "" && len(s.filter(li, fusedGroup(l.Name))) == 0 {
+			if l.Fused != "" && len(s.filter(li, s.fusedGroup(li, l.Name))) == 0 {
 				alts = append(alts, l.Fused)
 			}
 			// "self_attn.q_proj" and "self_attn.qkv_proj" share

@@ -241,7 +241,8 @@ type RowScaler interface {
 }
 
 // SigmoidGater is a Backend with dst[r, :] = x[r, :] · σ(logits[r]), σ
-// the logistic sigmoid in fp32 rounded to x's dtype, each product in fp32
+// the logistic sigmoid in fp32 or better (the CPU's in float64) rounded
+// to x's dtype, each product in fp32
 // rounded once to dst's dtype; logits [rows, 1] has x's dtype, and dst
 // may be x (Qwen2-MoE's shared expert, weighted by the sigmoid of its
 // gate's logit as transformers computes it in the model's dtype).

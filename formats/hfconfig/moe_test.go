@@ -192,8 +192,10 @@ func TestQwen2MoE(t *testing.T) {
 		{`"use_sliding_window": true`, "Qwen2-MoE"},
 		{`"layer_types": ["full_attention", "sliding_attention"]`, "layer_types[1]"},
 	} {
-		_, err := Parse([]byte(`{"model_type": "qwen2_moe", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
-		"num_attention_heads": 4, "vocab_size": 100, `+tc.edit+`}`), "config.json")
+		// (A config valid but for the key under test: 16 heads over the
+		// default 16 KV heads.)
+		_, err := Parse([]byte(`{"model_type": "qwen2_moe", "hidden_size": 256, "intermediate_size": 96, "num_hidden_layers": 2,
+		"num_attention_heads": 16, "vocab_size": 100, `+tc.edit+`}`), "config.json")
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "config.json") {
 			t.Errorf("%s: %v, want an error naming config.json and %q", tc.edit, err, tc.want)
 		}

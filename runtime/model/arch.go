@@ -126,8 +126,8 @@ func LayerLinears(cfg *hfconfig.Config, li int) []Linear {
 	if sh > 0 {
 		m := cfg.MoE.SharedModules()
 		out = append(out,
-			Linear{Name: m[0], Input: "ffn_norm", Group: 2, Order: 1},
-			Linear{Name: m[1], Input: "ffn_norm", Group: 2, Order: 0},
+			Linear{Name: m[0], Input: "ffn_norm", Group: 2, Order: 1, Fused: cfg.MoE.Block + ".shared_expert.gate_up_proj"},
+			Linear{Name: m[1], Input: "ffn_norm", Group: 2, Order: 0, Fused: cfg.MoE.Block + ".shared_expert.gate_up_proj"},
 			Linear{Name: m[2], Input: SharedAct(cfg.MoE), Group: 3, Order: 0})
 	}
 	return out

@@ -617,3 +617,48 @@ func TestQwen2MoELayer(t *testing.T) {
 		t.Errorf("StepBytes %d, want %d", got, want)
 	}
 }
+
+// TestQwen2MoERoutedHalf: in bf16 and fp16 (the CPU backend rounding as a
+// 16-bit device does), a Qwen2-MoE's decode steps routed on the backend
+// (moeRouted: the shared expert through CombineExperts' extra) give the
+// bits of the steps routed on the host (moe: the shared expert added to
+// the experts' sum), over six steps of three sequences.
+func TestQwen2MoERoutedHalf(t *testing.T) {
+	dir := fixtures.Qwen2MoE(t, nil, synth.Options{DType: "bf16", Seed: 12})
+	for _, dt := range []runtime.DType{runtime.BF16, runtime.F16} {
+		run := func(b runtime.Backend) ([][][]float32, bool) {
+			m, err := LoadWith(dir, b, Options{DType: dt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			c, _, steps := pagedPrompts(t, m, [][]int{moeIDs[:4], moeIDs[4:7], moeIDs[7:13]})
+			defer c.Free()
+			var all [][][]float32
+			for step := range 6 {
+				for i := range steps {
+					steps[i].Logits = true
+				}
+				out, err := m.Step(c, steps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, out)
+				for i := range steps {
+					steps[i] = StepSeq{Seq: steps[i].Seq, Tokens: []int{(5 + 7*step + i) % m.Vocab()}}
+				}
+			}
+			return all, m.routesOnDevice(3)
+		}
+		routed, onDevice := run(cpu.New(0).WithHalf())
+		host, onHost := run(hostRouted{cpu.New(0).WithHalf()})
+		if !onDevice || onHost {
+			t.Fatalf("%v: routed on the backend %v, on hostRouted %v", dt, onDevice, onHost)
+		}
+		for s := range host {
+			if !slices.EqualFunc(routed[s], host[s], slices.Equal) {
+				t.Errorf("%v step %d: routed on the backend, logits up to %.3g from routed on the host, want the same bits", dt, s, rowsDiff(routed[s], host[s]))
+			}
+		}
+	}
+}
