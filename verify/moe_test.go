@@ -41,12 +41,13 @@ func failedChecks(r *verify.FormatReport) map[string]string {
 	return failed
 }
 
-// TestMoEFormatAndInspect checks small Mixtral, Qwen3-MoE and Qwen2-MoE
+// TestMoEFormatAndInspect checks small Mixtral, Qwen3-MoE, Qwen2-MoE and OLMoE
 // checkpoints (the latter two with a dense layer), floating point and GPTQ,
 // with Inspect and CheckFormat: no problem, every expert counted as a module
 // (Mixtral: 2 layers of 4 attention Linears and 8·3 experts' = 56;
 // Qwen3-MoE: 2 of 4 + 16·3, 1 dense of 7 = 111; Qwen2-MoE: 2 of 4 + 12·3
-// + the shared expert's 3, 1 dense of 7 = 93), the parameters held equal
+// + the shared expert's 3, 1 dense of 7 = 93; OLMoE: 2 of 4 + 10·3 =
+// 68), the parameters held equal
 // to the config's and the experts reported; then a GPTQ Mixtral missing an
 // expert's qweight, and one with a router in fp32, fail the checks that
 // name them.
@@ -60,6 +61,7 @@ func TestMoEFormatAndInspect(t *testing.T) {
 		{"mixtral", fixtures.Mixtral, 56, verify.MoE{NumExperts: 8, NumExpertsPerTok: 2, MoEIntermediateSize: 96, NormTopKProb: true, SparseLayers: 2}},
 		{"qwen3_moe", fixtures.Qwen3MoE, 111, verify.MoE{NumExperts: 16, NumExpertsPerTok: 4, MoEIntermediateSize: 48, NormTopKProb: true, SparseLayers: 2}},
 		{"qwen2_moe", fixtures.Qwen2MoE, 93, verify.MoE{NumExperts: 12, NumExpertsPerTok: 4, MoEIntermediateSize: 48, SparseLayers: 2, SharedExpertIntermediateSize: 80}},
+		{"olmoe", fixtures.Olmoe, 68, verify.MoE{NumExperts: 10, NumExpertsPerTok: 3, MoEIntermediateSize: 48, SparseLayers: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fp := tc.write(t, nil, synth.Options{DType: "f32", Seed: 8})

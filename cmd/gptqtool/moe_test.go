@@ -19,7 +19,7 @@ import (
 	"github.com/gptqtool/gptqtool/verify"
 )
 
-// TestMoECommands runs random Mixtral, Qwen3-MoE and Qwen2-MoE checkpoints (the
+// TestMoECommands runs random Mixtral, Qwen3-MoE, Qwen2-MoE and OLMoE checkpoints (the
 // openchat tokenizer) through generate, verify perplexity and quantize on
 // the CPU: generate's greedy ids are the runtime's greedy continuation (a
 // forward over the whole sequence each token, the decode steps' routing
@@ -31,7 +31,7 @@ func TestMoECommands(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		write func(testing.TB, map[string]any, synth.Options) string
-	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}, {"qwen2_moe", fixtures.Qwen2MoE}} {
+	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}, {"qwen2_moe", fixtures.Qwen2MoE}, {"olmoe", fixtures.Olmoe}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.write(t, map[string]any{"vocab_size": 32002, "bos_token_id": 1, "eos_token_id": 32000}, synth.Options{DType: "f16", Seed: 9, TokenizerDir: tok})
 			doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
@@ -103,8 +103,9 @@ func TestMoECommands(t *testing.T) {
 	}
 }
 
-// TestMoEGGUFCommands converts random fp16 Mixtral, Qwen3-MoE and Qwen2-MoE
-// checkpoints (every layer sparse, as llama.cpp's qwen3moe and qwen2moe) to F16 GGUF
+// TestMoEGGUFCommands converts random fp16 Mixtral, Qwen3-MoE, Qwen2-MoE
+// and OLMoE checkpoints (every layer sparse, as llama.cpp's qwen3moe and
+// qwen2moe) to F16 GGUF
 // files with convert --gguf, which hold their exact values: generate on
 // the file gives the checkpoint's greedy ids, verify perplexity its
 // perplexity, and inspect the file's experts.
@@ -113,10 +114,10 @@ func TestMoEGGUFCommands(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		write func(testing.TB, map[string]any, synth.Options) string
-	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}, {"qwen2_moe", fixtures.Qwen2MoE}} {
+	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}, {"qwen2_moe", fixtures.Qwen2MoE}, {"olmoe", fixtures.Olmoe}} {
 		t.Run(tc.name, func(t *testing.T) {
 			edit := map[string]any{"vocab_size": 32002, "bos_token_id": 1, "eos_token_id": 32000, "mlp_only_layers": []int{}}
-			if tc.name == "mixtral" {
+			if tc.name == "mixtral" || tc.name == "olmoe" {
 				edit["mlp_only_layers"] = nil
 			}
 			dir := tc.write(t, edit, synth.Options{DType: "f16", Seed: 10, TokenizerDir: tok})

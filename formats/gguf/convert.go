@@ -37,7 +37,7 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
 // 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
 // Gemma3Model registers both; the vision tower goes to its mmproj file).
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen2MoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen2MoeForCausalLM", "OlmoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
@@ -45,15 +45,16 @@ var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", 
 // qwen3 (Qwen3Model, MODEL_ARCH.QWEN3), "phi3" for phi3 (Phi3MiniModel,
 // MODEL_ARCH.PHI3), "qwen3moe" for qwen3_moe (Qwen3MoeModel,
 // MODEL_ARCH.QWEN3MOE), "qwen2moe" for qwen2_moe (Qwen2MoeModel,
-// MODEL_ARCH.QWEN2MOE), else "llama" (mixtral included: LlamaModel
-// writes Mixtral as a llama file with experts).
+// MODEL_ARCH.QWEN2MOE), "olmoe" for olmoe (OlmoeModel, MODEL_ARCH.OLMOE),
+// else "llama" (mixtral included: LlamaModel writes Mixtral as a llama
+// file with experts).
 func Arch(cfg *hfconfig.Config) string {
 	switch cfg.ModelType {
 	case "qwen2", "qwen3", "phi3":
 		return cfg.ModelType
 	case "gemma3_text":
 		return "gemma3"
-	case "gemma", "gemma2", "granite", "olmo2":
+	case "gemma", "gemma2", "granite", "olmo2", "olmoe":
 		return cfg.ModelType
 	case "qwen3_moe":
 		return "qwen3moe"
@@ -684,7 +685,7 @@ func CheckModel(cfg *hfconfig.Config) error {
 			return err
 		}
 	}
-	if cfg.Olmo2() {
+	if cfg.Olmo2() || cfg.ModelType == "olmoe" {
 		if err := checkOlmo2(cfg); err != nil {
 			return err
 		}
@@ -757,7 +758,7 @@ func headDimHidden(cfg *hfconfig.Config, arch string) error {
 }
 
 // supportedModelTypes are the model_type values Convert writes.
-var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2"}
+var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "olmoe", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2"}
 
 // checkMoE refuses a mixture of experts that llama.cpp's architecture
 // would run as another model: a qwen3_moe with dense layers
@@ -766,7 +767,8 @@ var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen
 // ffn_*_exps are required), or with norm_topk_prob false (its graph
 // always renormalizes the top k weights: build_moe_ffn's norm_w true); a
 // qwen2_moe likewise with dense layers, or with norm_topk_prob true (its
-// qwen2moe graph never renormalizes: norm_w false).
+// qwen2moe graph never renormalizes: norm_w false), and an olmoe with
+// norm_topk_prob true (neither does its olmoe graph).
 // (Mixtral's router always renormalizes, as llama.cpp's llama graph with
 // experts does.)
 func checkMoE(cfg *hfconfig.Config) error {
@@ -783,10 +785,11 @@ func checkMoE(cfg *hfconfig.Config) error {
 		}
 		return fmt.Errorf("%s: model_type %q: layers %s have a dense MLP (mlp_only_layers, decoder_sparse_step), but llama.cpp's %s architecture makes every layer a mixture of experts: %w", cfg.File, cfg.ModelType, strings.Join(dense, ", "), Arch(cfg), ErrUnsupportedModel)
 	}
-	if Arch(cfg) == "qwen2moe" && m.NormTopK {
+	never := Arch(cfg) == "qwen2moe" || Arch(cfg) == "olmoe"
+	if never && m.NormTopK {
 		return fmt.Errorf("%s: model_type %q: norm_topk_prob true, but llama.cpp's %s architecture never renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
 	}
-	if Arch(cfg) != "qwen2moe" && !m.NormTopK {
+	if !never && !m.NormTopK {
 		return fmt.Errorf("%s: model_type %q: norm_topk_prob false, but llama.cpp's %s architecture always renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
 	}
 	return nil
@@ -943,9 +946,12 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 			)
 		}
 		if cfg.QKNorm() {
+			// ([head_dim] each; OLMoE's over the whole projections,
+			// llama.cpp's olmoe {n_embd} and {n_embd_k_gqa})
+			qw, kw := cfg.QKNormWidths()
 			specs = append(specs,
-				tensorSpec{name: blk + "attn_q_norm.weight", source: hf + "self_attn.q_norm.weight", shape: []int{hd}},
-				tensorSpec{name: blk + "attn_k_norm.weight", source: hf + "self_attn.k_norm.weight", shape: []int{hd}},
+				tensorSpec{name: blk + "attn_q_norm.weight", source: hf + "self_attn.q_norm.weight", shape: []int{qw}},
+				tensorSpec{name: blk + "attn_k_norm.weight", source: hf + "self_attn.k_norm.weight", shape: []int{kw}},
 			)
 		}
 		specs = append(specs,
@@ -1002,7 +1008,7 @@ func moeTensorSpecs(cfg *hfconfig.Config, li int) []tensorSpec {
 	down := stack("ffn_down_exps", m.Down, []int{n, h, ff})
 	specs := []tensorSpec{{name: blk + "ffn_gate_inp.weight", source: m.RouterName(li), shape: []int{n, h}, router: true}}
 	switch Arch(cfg) {
-	case "qwen3moe":
+	case "qwen3moe", "olmoe":
 		return append(specs, down, gate, up)
 	case "qwen2moe":
 		// The shared expert (LLM_TENSOR_FFN_*_SHEXP): its gate [1,

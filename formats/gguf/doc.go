@@ -142,7 +142,7 @@
 // Linear bias, so a qwen3 attention_bias with biases other than zeros is
 // refused. A llama3 RoPE scaling is refused for qwen2 and qwen3, whose
 // llama.cpp architectures have no rope_freqs tensor. File.HFConfig reads
-// llama, qwen2, qwen3, qwen3moe, qwen2moe, phi3 and gemma3 files back.
+// llama, qwen2, qwen3, qwen3moe, qwen2moe, olmoe, phi3 and gemma3 files back.
 //
 // A mixture of experts is written as llama.cpp's converter writes it:
 // Mixtral (model_type mixtral) as a "llama" file (LlamaModel), Qwen3-MoE
@@ -152,7 +152,11 @@
 // zeros where qkv_bias is false, as llama.cpp requires them; the shared
 // expert's gate as blk.N.ffn_gate_inp_shexp.weight, F32 [1, hidden], and
 // its Linears as ffn_gate_shexp, ffn_up_shexp and ffn_down_shexp; its size
-// expert_shared_feed_forward_length). Each layer's router and experts are
+// expert_shared_feed_forward_length), OLMoE (olmoe) as an "olmoe" one
+// (OlmoeModel: attn_q_norm {n_embd} and attn_k_norm {n_embd_k_gqa} over the
+// whole projections; the experts feed_forward_length wide; a tied head,
+// attention biases and norm_topk_prob true refused, none of which its
+// olmoe graph has). Each layer's router and experts are
 //
 //	block_sparse_moe.gate / mlp.gate    blk.N.ffn_gate_inp.weight  F32 [E, hidden]
 //	experts.e.w1 / experts.e.gate_proj  blk.N.ffn_gate_exps.weight [E, size, hidden]

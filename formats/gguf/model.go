@@ -39,8 +39,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "qwen2moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, qwen2moe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "qwen2moe" && arch != "olmoe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, qwen2moe, olmoe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -133,9 +133,9 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	}
 	if n, ok, err := u("expert_count", false); err != nil {
 		return nil, err
-	} else if ok && n > 0 || arch == "qwen3moe" || arch == "qwen2moe" {
-		if arch != "llama" && arch != "qwen3moe" && arch != "qwen2moe" {
-			return nil, refuse(a+"expert_count", n, "a mixture of experts in an architecture whose experts the runtime does not run (llama's, qwen3moe's and qwen2moe's it does)")
+	} else if ok && n > 0 || arch == "qwen3moe" || arch == "qwen2moe" || arch == "olmoe" {
+		if arch != "llama" && arch != "qwen3moe" && arch != "qwen2moe" && arch != "olmoe" {
+			return nil, refuse(a+"expert_count", n, "a mixture of experts in an architecture whose experts the runtime does not run (llama's, qwen3moe's, qwen2moe's and olmoe's it does)")
 		}
 		if err := f.moeConfig(c, a, n); err != nil {
 			return nil, err
@@ -248,8 +248,9 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 			return nil, err
 		}
 	}
-	if arch == "olmo2" {
-		if err := f.noScaling(a, "OLMo 2", scaling, linear); err != nil {
+	if arch == "olmo2" || arch == "olmoe" {
+		family := map[string]string{"olmo2": "OLMo 2", "olmoe": "OLMoE"}[arch]
+		if err := f.noScaling(a, family, scaling, linear); err != nil {
 			return nil, err
 		}
 	}
@@ -360,7 +361,8 @@ func (f *File) noScaling(a, family, scaling string, linear bool) error {
 // does), a qwen3moe file as Qwen3-MoE (model_type qwen3_moe: every layer
 // sparse, experts of expert_feed_forward_length channels, else
 // feed_forward_length / expert_used_count as llama.cpp takes them,
-// norm_topk_prob true: its qwen3moe graph renormalizes), a qwen2moe file
+// norm_topk_prob true: its qwen3moe graph renormalizes), an olmoe file as
+// OLMoE (experts of feed_forward_length, norm_topk_prob false), a qwen2moe file
 // as Qwen2-MoE likewise (norm_topk_prob false; a shared expert of
 // expert_shared_feed_forward_length channels, else feed_forward_length,
 // as llama.cpp takes them). expert_used_count is required, from 1 to n.
@@ -382,6 +384,14 @@ func (f *File) moeConfig(c map[string]any, a string, n uint32) error {
 	if a == "llama." {
 		c["architectures"], c["model_type"] = []string{"MixtralForCausalLM"}, "mixtral"
 		c["num_local_experts"] = n
+		return nil
+	}
+	if a == "olmoe." {
+		// (llama.cpp's olmoe graph: q/k norms over the whole projections,
+		// experts of feed_forward_length channels, the chosen weights not
+		// renormalized, RoPE by halves)
+		c["architectures"], c["model_type"] = []string{"OlmoeForCausalLM"}, "olmoe"
+		c["num_experts"], c["norm_topk_prob"] = n, false
 		return nil
 	}
 	c["architectures"], c["model_type"] = []string{"Qwen3MoeForCausalLM"}, "qwen3_moe"

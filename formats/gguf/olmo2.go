@@ -14,19 +14,25 @@ import (
 // projections as attn_q_norm and attn_k_norm, the sublayers' output norms
 // as post_attention_norm and post_ffw_norm, and no attn_norm or ffn_norm.
 
-// checkOlmo2 refuses an olmo2 config that llama.cpp's olmo2 architecture
-// would run as another model, naming the key.
+// checkOlmo2 refuses an olmo2 (or olmoe) config that llama.cpp's olmo2
+// (olmoe) architecture would run as another model, naming the key: a
+// head_dim other than hidden/heads (its q_norm is {n_embd}), a tied head,
+// a RoPE scaling, attention biases.
 func checkOlmo2(cfg *hfconfig.Config) error {
-	if err := headDimHidden(cfg, "olmo2"); err != nil {
+	arch, family := Arch(cfg), "OLMo 2"
+	if arch == "olmoe" {
+		family = "OLMoE"
+	}
+	if err := headDimHidden(cfg, arch); err != nil {
 		return err
 	}
 	if cfg.TieWordEmbeddings {
-		return fmt.Errorf("%s: tie_word_embeddings true: llama.cpp's olmo2 architecture requires an output tensor, which a tied checkpoint does not have: %w", cfg.File, ErrUnsupportedModel)
+		return fmt.Errorf("%s: tie_word_embeddings true: llama.cpp's %s architecture requires an output tensor, which a tied checkpoint does not have: %w", cfg.File, arch, ErrUnsupportedModel)
 	}
 	if s := cfg.RopeScaling; !s.IsDefault() {
-		return fmt.Errorf("%s: rope scaling %s: no OLMo 2 config has one, and llama.cpp's olmo2 architecture is not checked with it: %w", cfg.File, s, ErrUnsupportedModel)
+		return fmt.Errorf("%s: rope scaling %s: no %s config has one, and llama.cpp's %s architecture is not checked with it: %w", cfg.File, s, family, arch, ErrUnsupportedModel)
 	}
-	return noAttentionBias(cfg, "olmo2")
+	return noAttentionBias(cfg, arch)
 }
 
 // olmo2TensorSpecs lists an olmo2 file's tensors (LLM_ARCH_OLMO2's

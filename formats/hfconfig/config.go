@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "mixtral", "qwen3_moe", "qwen2_moe"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "mixtral", "qwen3_moe", "qwen2_moe", "olmoe"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -211,6 +211,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Olmo2Config: num_key_value_heads None (num_attention_heads),
 		// max_position_embeddings 2048, rms_norm_eps 1e-5.
 		epsDefault = 1e-5
+	case "olmoe":
+		// OlmoeConfig: num_key_value_heads None (num_attention_heads),
+		// max_position_embeddings 4096, rms_norm_eps 1e-5; no window.
+		maxPosDefault, epsDefault = 4096, 1e-5
 	case "gemma":
 		// GemmaConfig: num_key_value_heads 16, max_position_embeddings
 		// 8192, rms_norm_eps 1e-6; no window (GemmaAttention has none).
@@ -243,9 +247,9 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		thetaDefault = 1e6 // Gemma3TextConfig's and MixtralConfig's rope_theta
 	}
 	c.RopeTheta = r.optionalFloat("rope_theta", thetaDefault)
-	if _, ok := raw["sliding_window"]; ok && c.ModelType != "gemma" && c.ModelType != "granite" && c.ModelType != "olmo2" {
-		// (GemmaAttention, GraniteAttention and Olmo2Attention have no
-		// window: the key means nothing there.)
+	if _, ok := raw["sliding_window"]; ok && c.ModelType != "gemma" && c.ModelType != "granite" && c.ModelType != "olmo2" && c.ModelType != "olmoe" {
+		// (GemmaAttention, GraniteAttention, Olmo2Attention and
+		// OlmoeAttention have no window: the key means nothing there.)
 		c.SlidingWindow = r.optionalInt("sliding_window", 0) // null: no window
 	} else {
 		c.SlidingWindow = swDefault
@@ -485,9 +489,9 @@ func (c *Config) LinearBias(module string) bool {
 			b, ok := c.Raw["qkv_bias"].(bool)
 			return b || !ok
 		}
-	case "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text", "olmo2":
+	case "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text", "olmo2", "olmoe":
 		// Qwen3Attention, Qwen3MoeAttention, GemmaAttention, Gemma2Attention, Gemma3Attention,
-		// Olmo2Attention:
+		// Olmo2Attention, OlmoeAttention:
 		// bias=config.attention_bias on all four projections; their MLPs
 		// and experts have none.
 		if strings.HasPrefix(module, "self_attn.") {
@@ -511,10 +515,10 @@ func (c *Config) LinearBias(module string) bool {
 // self_attn.k_norm.weight [head_dim], eps rms_norm_eps) after the
 // projections (and their biases) and before RoPE: transformers'
 // Qwen3Attention, model_type qwen3 (and qwen3_moe, gemma3_text); or, in
-// olmo2, q and k each by one RMSNorm over the whole projection
+// olmo2 and olmoe, q and k each by one RMSNorm over the whole projection
 // (QKNormWidths).
 func (c *Config) QKNorm() bool {
-	return c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" || c.ModelType == "gemma3_text" || c.ModelType == "olmo2"
+	return c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" || c.ModelType == "gemma3_text" || c.ModelType == "olmo2" || c.ModelType == "olmoe"
 }
 
 func isSupported(modelType string) bool {

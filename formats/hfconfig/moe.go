@@ -2,8 +2,8 @@ package hfconfig
 
 import "fmt"
 
-// MoE is the sparse mixture-of-experts MLP of a mixtral, qwen2_moe or
-// qwen3_moe config: in each of its layers (Sparse) a router Linear
+// MoE is the sparse mixture-of-experts MLP of a mixtral, qwen2_moe,
+// qwen3_moe or olmoe config: in each of its layers (Sparse) a router Linear
 // [Experts, hidden_size] scores the experts, each token runs the TopK best
 // (a softmax over all the router's logits, then the top k, renormalized to
 // sum to 1 where NormTopK), and the layer's MLP output is the weighted sum
@@ -76,8 +76,8 @@ func (m *MoE) SharedGateName(li int) string {
 	return fmt.Sprintf("model.layers.%d.%s.shared_expert_gate.weight", li, m.Block)
 }
 
-// moe reads the MoE keys of a mixtral, qwen2_moe or qwen3_moe config into
-// c.MoE.
+// moe reads the MoE keys of a mixtral, qwen2_moe, qwen3_moe or olmoe
+// config into c.MoE.
 func (r *reader) moe(c *Config) {
 	if r.err != nil {
 		return
@@ -93,6 +93,20 @@ func (r *reader) moe(c *Config) {
 		m.ExpertSize = c.IntermediateSize
 		m.NormTopK = true
 		m.Block, m.Gate, m.Up, m.Down = "block_sparse_moe", "w1", "w3", "w2"
+	case "olmoe":
+		// OlmoeConfig: num_experts 64, num_experts_per_tok 8, each
+		// expert intermediate_size wide, norm_topk_prob false; every
+		// layer sparse (OlmoeDecoderLayer). clip_qkv (q/k/v clamped
+		// after the projections) is not implemented.
+		if v, ok := r.m["clip_qkv"]; ok && v != nil {
+			r.fail("clip_qkv: %v: %w (q/k/v clamping is not implemented; released OLMoE models set it null)", v, ErrUnsupported)
+			return
+		}
+		m.Experts = r.optionalInt("num_experts", 64)
+		m.TopK = r.optionalInt("num_experts_per_tok", 8)
+		m.ExpertSize = c.IntermediateSize
+		m.NormTopK = r.optionalBool("norm_topk_prob", false)
+		m.Block, m.Gate, m.Up, m.Down = "mlp", "gate_proj", "up_proj", "down_proj"
 	case "qwen3_moe", "qwen2_moe":
 		// Qwen3MoeConfig: num_experts 128, num_experts_per_tok 8,
 		// moe_intermediate_size 768, norm_topk_prob false,

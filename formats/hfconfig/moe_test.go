@@ -1,6 +1,7 @@
 package hfconfig
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -219,5 +220,56 @@ func TestMoEErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "config.json") {
 			t.Errorf("%s: got %v, want an error naming config.json and %q", tc.doc, err, tc.want)
 		}
+	}
+}
+
+// olmoe1B7B is OLMoE-1B-7B-0924's config.json (its keys as the model
+// repository gives them).
+const olmoe1B7B = `{"architectures": ["OlmoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+ "clip_qkv": null, "eos_token_id": 50279, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+ "intermediate_size": 1024, "max_position_embeddings": 4096, "model_type": "olmoe", "norm_topk_prob": false,
+ "num_attention_heads": 16, "num_experts": 64, "num_experts_per_tok": 8, "num_hidden_layers": 16,
+ "num_key_value_heads": 16, "output_router_logits": false, "pad_token_id": 1, "rms_norm_eps": 1e-05,
+ "rope_scaling": null, "rope_theta": 10000.0, "router_aux_loss_coef": 0.01, "tie_word_embeddings": false,
+ "torch_dtype": "bfloat16", "transformers_version": "4.43.0.dev0", "use_cache": true, "vocab_size": 50304}`
+
+func TestOlmoe(t *testing.T) {
+	c, err := Parse([]byte(olmoe1B7B), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &MoE{Experts: 64, TopK: 8, ExpertSize: 1024, Block: "mlp", Gate: "gate_proj", Up: "up_proj", Down: "down_proj"}
+	if !reflect.DeepEqual(c.MoE, want) {
+		t.Errorf("MoE %+v, want %+v", c.MoE, want)
+	}
+	// 6,919,161,856: OLMoE-1B-7B's count (its card's 6.92B), by hand:
+	// embeddings and head 2 × 50304 × 2048; a layer's attention 4 ×
+	// 2048², q/k norms 2 × 2048 (over the whole projections), norms 2 ×
+	// 2048, router 64 × 2048, experts 64 × 3 × 2048 × 1024; the final norm.
+	if got := c.NumParameters(); got != 6_919_161_856 {
+		t.Errorf("NumParameters %d, want 6919161856", got)
+	}
+	if q, k := c.QKNormWidths(); !c.QKNorm() || !c.FullQKNorm() || q != 2048 || k != 2048 || c.HeadDim != 128 || c.SlidingWindow != 0 || c.RMSNormEps != 1e-5 || !c.PreNorms() {
+		t.Errorf("qk norm %v (full %v, %d/%d) head_dim %d window %d eps %g pre-norms %v", c.QKNorm(), c.FullQKNorm(), q, k, c.HeadDim, c.SlidingWindow, c.RMSNormEps, c.PreNorms())
+	}
+	for li := range c.NumHiddenLayers {
+		if !c.Sparse(li) {
+			t.Fatalf("layer %d dense", li)
+		}
+	}
+	// OlmoeConfig's defaults where the keys are absent; a clip_qkv is
+	// refused (not implemented).
+	c, err = Parse([]byte(`{"model_type": "olmoe", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "vocab_size": 100}`), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.MoE; m.Experts != 64 || m.TopK != 8 || m.ExpertSize != 96 || m.NormTopK || c.NumKeyValueHeads != 4 || c.MaxPositionEmbeddings != 4096 || c.RopeTheta != 10000 {
+		t.Errorf("defaults: %+v kv %d max positions %d theta %g", m, c.NumKeyValueHeads, c.MaxPositionEmbeddings, c.RopeTheta)
+	}
+	_, err = Parse([]byte(`{"model_type": "olmoe", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "vocab_size": 100, "clip_qkv": 8.0}`), "config.json")
+	if err == nil || !strings.Contains(err.Error(), "config.json: clip_qkv: 8") || !errors.Is(err, ErrUnsupported) {
+		t.Errorf("clip_qkv 8: %v, want refused naming the file and key", err)
 	}
 }

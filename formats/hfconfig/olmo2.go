@@ -17,12 +17,16 @@ func (c *Config) Olmo2() bool { return c.ModelType == "olmo2" }
 // olmo2.
 func (c *Config) PreNorms() bool { return !c.Olmo2() }
 
+// FullQKNorm reports whether the q and k norms each span the whole
+// projection rather than one head: OLMo 2's and OLMoE's.
+func (c *Config) FullQKNorm() bool { return c.Olmo2() || c.ModelType == "olmoe" }
+
 // QKNormWidths returns the widths of the q and k norms' weights where
 // QKNorm: head_dim each (one norm a head: Qwen3, Gemma 3), or
 // num_attention_heads·head_dim and num_key_value_heads·head_dim (one norm
-// over the whole projection: OLMo 2).
+// over the whole projection: OLMo 2, OLMoE; FullQKNorm).
 func (c *Config) QKNormWidths() (q, k int) {
-	if c.Olmo2() {
+	if c.FullQKNorm() {
 		return c.NumAttentionHeads * c.HeadDim, c.NumKeyValueHeads * c.HeadDim
 	}
 	return c.HeadDim, c.HeadDim

@@ -27,7 +27,9 @@ import (
 // op by op either way: the experts' rows gathered, scaled by ScaleRows and
 // added back); and a Qwen2-MoE (12 experts, 4 a token, a shared expert
 // weighted by its sigmoid gate, q/k/v biases, a dense middle layer) both
-// ways, GPTQ 4-bit in fp16 (routed on the device) and bf16.
+// ways, GPTQ 4-bit in fp16 (routed on the device) and bf16; and a GPTQ
+// 4-bit OLMoE (10 experts, 3 a token, q/k norms over the whole
+// projections) in fp16.
 func TestMoEDecodeOnDevice(t *testing.T) {
 	b := gputest.Backend(t)
 	q := gptq.DefaultQuantizeConfig()
@@ -36,8 +38,9 @@ func TestMoEDecodeOnDevice(t *testing.T) {
 	mixtral := map[string]any{"intermediate_size": 512}
 	qwen := map[string]any{"moe_intermediate_size": 256, "head_dim": 64}
 	qwen2 := map[string]any{"moe_intermediate_size": 256, "shared_expert_intermediate_size": 384, "intermediate_size": 512}
+	olmoe := map[string]any{"intermediate_size": 256}
 	for k, v := range shape {
-		mixtral[k], qwen[k], qwen2[k] = v, v, v
+		mixtral[k], qwen[k], qwen2[k], olmoe[k] = v, v, v, v
 	}
 	for _, tc := range []struct {
 		name string
@@ -49,6 +52,8 @@ func TestMoEDecodeOnDevice(t *testing.T) {
 		// (A shared expert: sigmoid_rows and moe_combine's extra.)
 		{"qwen2_moe-gptq-4bit", fixtures.Qwen2MoE(t, qwen2, synth.Options{Seed: 11, GPTQ: &q}), runtime.F16},
 		{"qwen2_moe-bf16", fixtures.Qwen2MoE(t, qwen2, synth.Options{DType: "bf16", Seed: 12}), runtime.BF16},
+		// (q/k norms over the whole projections in a MoE decode step.)
+		{"olmoe-gptq-4bit", fixtures.Olmoe(t, olmoe, synth.Options{Seed: 13, GPTQ: &q}), runtime.F16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			decodeMatchesCPU(t, b, tc.dir, tc.dt)

@@ -52,7 +52,8 @@
 // whole projections (dims.qkFull); its decode steps run op by op too.
 //
 // Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe,
-// qwen2_moe) bind each sparse layer's router and experts, and Qwen2-MoE's
+// qwen2_moe, olmoe: OLMoE's q/k norms span the whole projections, as
+// OLMo 2's) bind each sparse layer's router and experts, and Qwen2-MoE's
 // shared expert and its gate (moe.go; LayerLinears lists the experts' and
 // the shared expert's Linears for Check, QuantLinears, the format checks
 // and the GPTQ drivers). The shared expert runs on every row, weighted by

@@ -52,7 +52,8 @@ type dims struct {
 	// olmo2 is OLMo 2's layer: no input norms (attention and the MLP read
 	// the residual stream itself: attnNorm and ffnNorm nil), the outputs
 	// normalized before their residual adds (postAttnNorm, postFFNorm),
-	// q and k each normalized over the whole projection (qkFull).
+	// q and k each normalized over the whole projection (qkFull, which
+	// OLMoE's layer has too).
 	olmo2, qkFull bool
 	// attnCap and finalCap are Gemma 2's soft-capping of the attention
 	// scores (runtime.AttentionParams.Softcap) and of the logits
@@ -158,7 +159,7 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 		d.bias[j] = cfg.LinearBias(LinearModules[j])
 	}
 	d.qkNorm = cfg.QKNorm()
-	d.olmo2, d.qkFull = cfg.Olmo2(), cfg.Olmo2()
+	d.olmo2, d.qkFull = cfg.Olmo2(), cfg.FullQKNorm()
 	if cfg.MoE != nil {
 		d.moe = cfg.MoE
 		d.sparse = make([]bool, cfg.NumHiddenLayers)

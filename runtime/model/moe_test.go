@@ -122,38 +122,40 @@ func TestMoEMatchesReference(t *testing.T) {
 		{"mixtral", func(t *testing.T) string { return fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 5}) }},
 		{"qwen3_moe", func(t *testing.T) string { return fixtures.Qwen3MoE(t, nil, synth.Options{DType: "f32", Seed: 6}) }},
 		{"qwen2_moe", func(t *testing.T) string { return fixtures.Qwen2MoE(t, nil, synth.Options{DType: "f32", Seed: 8}) }},
+		{"olmoe", func(t *testing.T) string { return fixtures.Olmoe(t, nil, synth.Options{DType: "f32", Seed: 9}) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.dir(t)
 			ref := loadRef(t, dir)
 			want := ref.forward(moeIDs, false)
-			wrongs := []struct {
+			// The wrong models the reference must tell apart: what each
+			// family has (renormalization; Qwen2-MoE's shared expert, its
+			// gate and q/k/v biases; OLMoE's q/k norms over the whole
+			// projections).
+			type wrongModel struct {
 				name                                string
 				topK                                int
 				noNorm, noShared, ungated, noBiases bool
-			}{{name: "one expert a token", topK: 1}}
+				qk                                  qkNormAt
+			}
+			wrongs := []wrongModel{{name: "one expert a token", topK: 1}}
 			if ref.cfg.MoE.NormTopK {
-				wrongs = append(wrongs, struct {
-					name                                string
-					topK                                int
-					noNorm, noShared, ungated, noBiases bool
-				}{name: "not renormalized", noNorm: true})
-			} else {
-				// (Qwen2-MoE: no renormalization to drop; its shared
-				// expert, its gate and its q/k/v biases instead.)
-				wrongs = append(wrongs, []struct {
-					name                                string
-					topK                                int
-					noNorm, noShared, ungated, noBiases bool
-				}{{name: "no shared expert", noShared: true}, {name: "shared expert ungated", ungated: true}, {name: "no q/k/v biases", noBiases: true}}...)
+				wrongs = append(wrongs, wrongModel{name: "not renormalized", noNorm: true})
+			}
+			if ref.cfg.MoE.SharedSize > 0 {
+				wrongs = append(wrongs, wrongModel{name: "no shared expert", noShared: true}, wrongModel{name: "shared expert ungated", ungated: true},
+					wrongModel{name: "no q/k/v biases", noBiases: true})
+			}
+			if ref.cfg.FullQKNorm() {
+				wrongs = append(wrongs, wrongModel{name: "no q/k norms", qk: qkNone}, wrongModel{name: "q/k norms after RoPE", qk: qkAfterRoPE})
 			}
 			for _, wrong := range wrongs {
-				ref.moeTopK, ref.moeNoNorm, ref.moeNoShared, ref.moeUngated = wrong.topK, wrong.noNorm, wrong.noShared, wrong.ungated
+				ref.moeTopK, ref.moeNoNorm, ref.moeNoShared, ref.moeUngated, ref.qkNorm = wrong.topK, wrong.noNorm, wrong.noShared, wrong.ungated, wrong.qk
 				if d := nmseRows(splitRows(flatten(ref.forward(moeIDs, wrong.noBiases)), ref.cfg.VocabSize), want); !(d > 1e-3) {
 					t.Fatalf("%s moves the reference's logits by nmse %.3g only: the test could not tell", wrong.name, d)
 				}
 			}
-			ref.moeTopK, ref.moeNoNorm, ref.moeNoShared, ref.moeUngated = 0, false, false, false
+			ref.moeTopK, ref.moeNoNorm, ref.moeNoShared, ref.moeUngated, ref.qkNorm = 0, false, false, false, qkBeforeRoPE
 			m := loadModel(t, dir)
 			lg, err := m.Forward(moeIDs, nil, nil)
 			if err != nil {

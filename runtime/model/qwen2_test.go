@@ -84,7 +84,7 @@ func loadRef(t *testing.T, dir string) *refModel {
 // m = h) and normalizes the sublayers' outputs instead, o_proj's by
 // post_attention_layernorm and down's by post_feedforward_layernorm,
 // before their residual adds, and its q_norm/k_norm span the whole
-// projection (r.qkNorm moves or drops them too).
+// projection (r.qkNorm moves or drops them too), as OLMoE's do.
 func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 	c := r.cfg
 	embMul, scale, resMul, logitDiv := 1.0, 1/math.Sqrt(float64(c.HeadDim)), 1.0, 1.0
@@ -165,7 +165,7 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 				if !ok {
 					return
 				}
-				if c.Olmo2() {
+				if c.FullQKNorm() {
 					copy(x, norm(x, w))
 					return
 				}
