@@ -155,8 +155,8 @@
 // expert_shared_feed_forward_length), OLMoE (olmoe) as an "olmoe" one
 // (OlmoeModel: attn_q_norm {n_embd} and attn_k_norm {n_embd_k_gqa} over the
 // whole projections; the experts feed_forward_length wide; a tied head,
-// attention biases and norm_topk_prob true refused, none of which its
-// olmoe graph has). Each layer's router and experts are
+// attention biases, norm_topk_prob true and fewer KV heads than heads
+// refused, none of which its olmoe graph has). Each layer's router and experts are
 //
 //	block_sparse_moe.gate / mlp.gate    blk.N.ffn_gate_inp.weight  F32 [E, hidden]
 //	experts.e.w1 / experts.e.gate_proj  blk.N.ffn_gate_exps.weight [E, size, hidden]

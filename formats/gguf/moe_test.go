@@ -366,9 +366,9 @@ func TestConvertMoEQ8_0(t *testing.T) {
 // TestConvertMoERefused: a qwen3_moe with dense layers or without
 // norm_topk_prob (llama.cpp's qwen3moe has neither), a qwen2_moe with
 // dense layers or with norm_topk_prob (its qwen2moe never renormalizes),
-// an olmoe with norm_topk_prob (nor does its olmoe), attention biases or a
-// tied head (its olmoe has neither), is refused before any tensor is
-// read, wrapping ErrUnsupportedModel.
+// an olmoe with norm_topk_prob (nor does its olmoe), attention biases, a
+// tied head or fewer KV heads than heads (its olmoe has none of them), is
+// refused before any tensor is read, wrapping ErrUnsupportedModel.
 func TestConvertMoERefused(t *testing.T) {
 	for _, tc := range []struct {
 		name, modelType string
@@ -381,8 +381,9 @@ func TestConvertMoERefused(t *testing.T) {
 		{"qwen2_moe dense layer", "qwen2_moe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{`model_type "qwen2_moe": layers 1 have a dense MLP`, "qwen2moe architecture"}},
 		{"qwen2_moe norm_topk_prob", "qwen2_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": true}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob true", "never renormalizes"}},
 		{"olmoe norm_topk_prob", "olmoe", map[string]any{"norm_topk_prob": true}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob true", "olmoe architecture"}},
-		{"olmoe attention_bias", "olmoe", map[string]any{"attention_bias": true}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"attention_bias true", "olmoe"}},
-		{"olmoe tied", "olmoe", map[string]any{"tie_word_embeddings": true}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"tie_word_embeddings true", "olmoe"}},
+		{"olmoe attention_bias", "olmoe", map[string]any{"attention_bias": true, "num_key_value_heads": 4}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"attention_bias true", "olmoe"}},
+		{"olmoe tied", "olmoe", map[string]any{"tie_word_embeddings": true, "num_key_value_heads": 4}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"tie_word_embeddings true", "olmoe"}},
+		{"olmoe GQA", "olmoe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"num_key_value_heads 2", "as many KV heads as heads (4)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := fixtures.MixtralConfig()

@@ -16,8 +16,9 @@ import (
 
 // checkOlmo2 refuses an olmo2 (or olmoe) config that llama.cpp's olmo2
 // (olmoe) architecture would run as another model, naming the key: a
-// head_dim other than hidden/heads (its q_norm is {n_embd}), a tied head,
-// a RoPE scaling, attention biases.
+// head_dim other than hidden/heads (its q_norm is {n_embd}), fewer KV heads
+// than heads in olmoe (its k_norm is {n_embd} too), a tied head, a RoPE
+// scaling, attention biases.
 func checkOlmo2(cfg *hfconfig.Config) error {
 	arch, family := Arch(cfg), "OLMo 2"
 	if arch == "olmoe" {
@@ -25,6 +26,11 @@ func checkOlmo2(cfg *hfconfig.Config) error {
 	}
 	if err := headDimHidden(cfg, arch); err != nil {
 		return err
+	}
+	if arch == "olmoe" && cfg.NumKeyValueHeads != cfg.NumAttentionHeads {
+		// (llama.cpp's olmoe creates attn_k_norm {n_embd}: as many KV
+		// heads as heads, as OLMoE-1B-7B has.)
+		return fmt.Errorf("%s: num_key_value_heads %d: llama.cpp's olmoe architecture takes as many KV heads as heads (%d): %w", cfg.File, cfg.NumKeyValueHeads, cfg.NumAttentionHeads, ErrUnsupportedModel)
 	}
 	if cfg.TieWordEmbeddings {
 		return fmt.Errorf("%s: tie_word_embeddings true: llama.cpp's %s architecture requires an output tensor, which a tied checkpoint does not have: %w", cfg.File, arch, ErrUnsupportedModel)
