@@ -38,7 +38,7 @@ func TestKernelsCompile(t *testing.T) {
 		"attention.cu": "flash_bf16_d128", "gptq.cu": "gptq_block", "qgemv.cu": "qmma4_t1_f16",
 		"decode.cu": "paged_attn_c4_g4_f16", "sample.cu": "sample_rows", "gemv.cu": "gemv_rows_m1_f16",
 		"stream.cu": "stream_ldg8", "head.cu": "head_wg_t1_f16", "mlp.cu": "fmlp_relayout4",
-		"qglu.cu": "qglu4_w16d8_f16",
+		"qglu.cu": "qglu4_w16d8_f16", "moe.cu": "moe_combine_bf16",
 	}
 	for _, src := range kernels.Names() {
 		k, ok := names[src]
