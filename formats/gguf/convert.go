@@ -690,6 +690,16 @@ func CheckModel(cfg *hfconfig.Config) error {
 			return err
 		}
 	}
+	if Arch(cfg) == "qwen2moe" {
+		// llama.cpp's qwen2moe creates output.weight as required (no
+		// fallback to token_embd) and its q and o weights {n_embd, n_embd}.
+		if cfg.TieWordEmbeddings {
+			return fmt.Errorf("%s: tie_word_embeddings true: llama.cpp's qwen2moe architecture requires an output tensor, which a tied checkpoint does not have: %w", cfg.File, ErrUnsupportedModel)
+		}
+		if err := headDimHidden(cfg, "qwen2moe"); err != nil {
+			return err
+		}
+	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
 			return fmt.Errorf("%s: architectures[%d] %q: %w (supported: %v)", cfg.File, i, a, ErrUnsupportedModel, SupportedArchitectures)
@@ -947,7 +957,7 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		}
 		if cfg.QKNorm() {
 			// ([head_dim] each; OLMoE's over the whole projections,
-			// llama.cpp's olmoe {n_embd} and {n_embd_k_gqa})
+			// llama.cpp's olmoe {n_embd} both: no GQA, checkOlmo2)
 			qw, kw := cfg.QKNormWidths()
 			specs = append(specs,
 				tensorSpec{name: blk + "attn_q_norm.weight", source: hf + "self_attn.q_norm.weight", shape: []int{qw}},

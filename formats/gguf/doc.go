@@ -151,10 +151,13 @@
 // (Qwen2MoeModel: qwen2's tensors with their q/k/v biases, written as
 // zeros where qkv_bias is false, as llama.cpp requires them; the shared
 // expert's gate as blk.N.ffn_gate_inp_shexp.weight, F32 [1, hidden], and
+// a tied head or a head_dim other than hidden/heads refused, as its
+// qwen2moe requires output.weight and takes hidden/heads; read back, the
+// biases are qkv_bias where blk.0.attn_q.bias is in the file; and
 // its Linears as ffn_gate_shexp, ffn_up_shexp and ffn_down_shexp; its size
 // expert_shared_feed_forward_length), OLMoE (olmoe) as an "olmoe" one
-// (OlmoeModel: attn_q_norm {n_embd} and attn_k_norm {n_embd_k_gqa} over the
-// whole projections; the experts feed_forward_length wide; a tied head,
+// (OlmoeModel: attn_q_norm and attn_k_norm {n_embd}, over the whole
+// projections; the experts feed_forward_length wide; a tied head,
 // attention biases, norm_topk_prob true and fewer KV heads than heads
 // refused, none of which its olmoe graph has). Each layer's router and experts are
 //

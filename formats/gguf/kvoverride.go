@@ -114,9 +114,9 @@ var derivedKeys = map[string]string{
 // padding to 32 whatever the key says, which breaks the file).
 func CheckKVOverride(kv KV) error {
 	key := kv.Key
-	for _, a := range []string{"qwen2.", "qwen3.", "qwen3moe.", "qwen2moe.", "phi3.", "gemma3."} {
+	for _, a := range []string{"qwen2.", "qwen3.", "qwen3moe.", "qwen2moe.", "olmoe.", "olmo2.", "phi3.", "gemma.", "gemma2.", "gemma3.", "granite."} {
 		if rest, ok := strings.CutPrefix(key, a); ok {
-			key = "llama." + rest // the same keys under qwen2's, qwen3's, qwen3moe's, qwen2moe's, phi3's and gemma3's names (phi3's sizes cut its fused attn_qkv and ffn_up)
+			key = "llama." + rest // the same keys under the other architectures' names (phi3's sizes cut its fused attn_qkv and ffn_up)
 		}
 	}
 	if why, ok := derivedKeys[key]; ok {

@@ -34,7 +34,7 @@ import (
 // metadata or tensors ask llama.cpp for more than the runtime computes
 // (another scaling type, a linear factor below 1, rope_freqs with a linear
 // factor or yarn, an attention factor without yarn, yarn_* keys, partial
-// rotary, experts in an architecture other than llama and qwen3moe,
+// rotary, experts in an architecture other than llama, qwen3moe, qwen2moe and olmoe,
 // biases) is refused, wrapping ErrUnsupportedModel: run, it would silently be another
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
@@ -403,7 +403,10 @@ func (f *File) moeConfig(c map[string]any, a string, n uint32) error {
 		// of expert_shared_feed_forward_length channels, else
 		// feed_forward_length, weighted by its sigmoid gate)
 		c["architectures"], c["model_type"] = []string{"Qwen2MoeForCausalLM"}, "qwen2_moe"
-		c["norm_topk_prob"], c["qkv_bias"] = false, true
+		// (q/k/v biases where the file has them: llama.cpp's are
+		// optional, and another converter may leave them out)
+		_, biased := f.Tensor("blk.0.attn_q.bias")
+		c["norm_topk_prob"], c["qkv_bias"] = false, biased
 		shared := c["intermediate_size"].(uint32)
 		if v, err := Value[uint32](f, a+"expert_shared_feed_forward_length"); err == nil {
 			shared = v
