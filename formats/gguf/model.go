@@ -407,28 +407,33 @@ func (f *File) moeConfig(c map[string]any, a string, n uint32) error {
 		// optional, and another converter may leave them out)
 		_, biased := f.Tensor("blk.0.attn_q.bias")
 		c["norm_topk_prob"], c["qkv_bias"] = false, biased
-		shared := c["intermediate_size"].(uint32)
-		if v, err := Value[uint32](f, a+"expert_shared_feed_forward_length"); err == nil {
-			shared = v
-		} else if _, ok := f.Get(a + "expert_shared_feed_forward_length"); ok {
+		shared, err := f.positiveOr(a+"expert_shared_feed_forward_length", c["intermediate_size"].(uint32), "a positive shared expert size")
+		if err != nil {
 			return err
-		}
-		if shared == 0 {
-			return refuse(a+"expert_shared_feed_forward_length", shared, "want a positive shared expert size")
 		}
 		c["shared_expert_intermediate_size"] = shared
 	}
-	size := c["intermediate_size"].(uint32) / used
-	if v, err := Value[uint32](f, a+"expert_feed_forward_length"); err == nil {
-		size = v
-	} else if _, ok := f.Get(a + "expert_feed_forward_length"); ok {
+	size, err := f.positiveOr(a+"expert_feed_forward_length", c["intermediate_size"].(uint32)/used, "a positive expert size")
+	if err != nil {
 		return err
-	}
-	if size == 0 {
-		return refuse(a+"expert_feed_forward_length", size, "want a positive expert size")
 	}
 	c["moe_intermediate_size"] = size
 	return nil
+}
+
+// positiveOr reads the uint32 key, def where it is absent; a value of
+// another type is an error, and 0 (given or def) is refused as not want.
+func (f *File) positiveOr(key string, def uint32, want string) (uint32, error) {
+	v := def
+	if got, err := Value[uint32](f, key); err == nil {
+		v = got
+	} else if _, ok := f.Get(key); ok {
+		return 0, err
+	}
+	if v == 0 {
+		return 0, fmt.Errorf("%s: %s %v: want %s: %w", f.path, key, v, want, ErrUnsupportedModel)
+	}
+	return v, nil
 }
 
 // phi3Config completes c for a phi3 file (a the keys' prefix "phi3.") as
