@@ -295,16 +295,7 @@ func TestMoELayerIntermediates(t *testing.T) {
 	for i := range x {
 		x[i] = float32(math.Sin(float64(i)*0.37)) * 0.8
 	}
-	got := map[string][]float32{}
-	var order []string
-	prefix := LayerPrefix(1) + "."
-	out, err := l.Forward(x, func(name string, v []float32, rows, cols int) {
-		order = append(order, strings.TrimPrefix(name, prefix))
-		got[strings.TrimPrefix(name, prefix)] = slices.Clone(v)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, got, order := observeLayer(t, l, x)
 	if want := LayerIntermediates(cfg, 1); !slices.Equal(order, want) {
 		t.Fatalf("intermediates %v, want %v", order, want)
 	}
@@ -334,12 +325,7 @@ func TestMoELayerIntermediates(t *testing.T) {
 				t.Fatalf("expert %d row %d: input is not ffn_norm's row", e, r)
 			}
 			for c := range ES {
-				var g, u float64
-				for k := range H {
-					g += float64(row[k]) * float64(wg[c*H+k])
-					u += float64(row[k]) * float64(wu[c*H+k])
-				}
-				want := g / (1 + math.Exp(-g)) * u
+				want := swiGLUAt(row, wg, wu, c)
 				if d := math.Abs(float64(act[r*ES+c]) - want); d > 1e-5*(1+math.Abs(want)) {
 					t.Fatalf("expert %d row %d channel %d: act %v, want %v", e, r, c, act[r*ES+c], want)
 				}
@@ -551,16 +537,7 @@ func TestQwen2MoELayer(t *testing.T) {
 	for i := range x {
 		x[i] = float32(math.Cos(float64(i)*0.29)) * 0.7
 	}
-	got := map[string][]float32{}
-	var order []string
-	prefix := LayerPrefix(0) + "."
-	out, err := l.Forward(x, func(name string, v []float32, rows, cols int) {
-		order = append(order, strings.TrimPrefix(name, prefix))
-		got[strings.TrimPrefix(name, prefix)] = slices.Clone(v)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, got, order := observeLayer(t, l, x)
 	if want := LayerIntermediates(cfg, 0); !slices.Equal(order, want) || want[len(want)-2] != SharedAct(cfg.MoE) {
 		t.Fatalf("intermediates %v, want %v with the shared expert's last but one", order, want)
 	}
@@ -581,12 +558,7 @@ func TestQwen2MoELayer(t *testing.T) {
 	xn, act := got["ffn_norm"], got[SharedAct(cfg.MoE)]
 	for r := range T {
 		for c := range S {
-			var g, u float64
-			for k := range H {
-				g += float64(xn[r*H+k]) * float64(wg[c*H+k])
-				u += float64(xn[r*H+k]) * float64(wu[c*H+k])
-			}
-			want := g / (1 + math.Exp(-g)) * u
+			want := swiGLUAt(xn[r*H:(r+1)*H], wg, wu, c)
 			if d := math.Abs(float64(act[r*S+c]) - want); d > 1e-5*(1+math.Abs(want)) {
 				t.Fatalf("row %d channel %d: shared act %v, want %v", r, c, act[r*S+c], want)
 			}
@@ -663,4 +635,33 @@ func TestQwen2MoERoutedHalf(t *testing.T) {
 			}
 		}
 	}
+}
+
+// observeLayer runs l on x [T, hidden] with a hook and returns its output,
+// every intermediate it emitted (by name after "model.layers.<i>.") and
+// their order.
+func observeLayer(t *testing.T, l *Layer, x []float32) (out []float32, got map[string][]float32, order []string) {
+	t.Helper()
+	got = map[string][]float32{}
+	prefix := LayerPrefix(l.Index) + "."
+	out, err := l.Forward(x, func(name string, v []float32, rows, cols int) {
+		order = append(order, strings.TrimPrefix(name, prefix))
+		got[strings.TrimPrefix(name, prefix)] = slices.Clone(v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, got, order
+}
+
+// swiGLUAt is silu(g)·u in float64 of channel c for the row x, g and u
+// its products with rows c of wg and wu [channels, len(x)].
+func swiGLUAt(x, wg, wu []float32, c int) float64 {
+	H := len(x)
+	var g, u float64
+	for k := range H {
+		g += float64(x[k]) * float64(wg[c*H+k])
+		u += float64(x[k]) * float64(wu[c*H+k])
+	}
+	return g / (1 + math.Exp(-g)) * u
 }
