@@ -784,8 +784,15 @@ func (d *devRun) pass(layer *model.Layer, from model.Stage, stop string, att, co
 		}
 		return nil, err
 	}
+	var widths map[string]int
+	if len(taps) > 0 {
+		widths = d.inputWidths(layer.Index)
+	}
 	for _, in := range taps {
-		K := d.inputWidth(in)
+		K, ok := widths[in]
+		if !ok {
+			panic("quantize: unknown linear input " + in)
+		}
 		g, err := b.Alloc(runtime.F32, K, K)
 		if err != nil {
 			return fail(fmt.Errorf("hessian of %s: %w", in, err))
@@ -850,24 +857,16 @@ func lastInput(inters, ins []string) string {
 	return lastIntermediate(inters, want)
 }
 
-// inputWidth is the column count of a Linear input intermediate.
-func (d *devRun) inputWidth(in string) int {
-	for _, l := range model.Linears {
-		if l.Input == in {
-			K, _, _ := model.LinearShape(d.cfg, l.Name)
-			return K
-		}
+// inputWidths maps each Linear input intermediate of layer li
+// (model.LayerLinears: a sparse layer's experts' and shared expert's too)
+// to its column count.
+func (d *devRun) inputWidths(li int) map[string]int {
+	out := map[string]int{}
+	for _, l := range model.LayerLinears(d.cfg, li) {
+		K, _, _ := model.LinearShape(d.cfg, l.Name)
+		out[l.Input] = K
 	}
-	if _, act, ok := model.ExpertOf(d.cfg.MoE, in); ok {
-		if act {
-			return d.cfg.MoE.ExpertSize
-		}
-		return d.cfg.HiddenSize
-	}
-	if d.cfg.MoE != nil && d.cfg.MoE.SharedSize > 0 && in == model.SharedAct(d.cfg.MoE) {
-		return d.cfg.MoE.SharedSize
-	}
-	panic("quantize: unknown linear input " + in)
+	return out
 }
 
 // asyncWriter runs one layer write at a time in the background.
