@@ -824,7 +824,7 @@ func CheckBiases(get TensorFunc, cfg *hfconfig.Config) error {
 	var names []string
 	for i := range cfg.NumHiddenLayers {
 		for _, m := range modules {
-			if (Arch(cfg) == "qwen2" || Arch(cfg) == "qwen2moe") && cfg.LinearBias(m) {
+			if qkvBiasArch(cfg) && cfg.LinearBias(m) {
 				continue // written
 			}
 			names = append(names, "model.layers."+strconv.Itoa(i)+"."+m+".bias")
@@ -856,6 +856,12 @@ func CheckBiases(get TensorFunc, cfg *hfconfig.Config) error {
 		}
 	}
 	return nil
+}
+
+// qkvBiasArch reports whether cfg's architecture has q/k/v bias tensors
+// (attn_q.bias …): llama.cpp's qwen2 and qwen2moe.
+func qkvBiasArch(cfg *hfconfig.Config) bool {
+	return Arch(cfg) == "qwen2" || Arch(cfg) == "qwen2moe"
 }
 
 // tensorSpec is one output tensor: its GGUF name, its Hugging Face source,
@@ -922,7 +928,7 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
 	qHeads, kvHeads := cfg.NumAttentionHeads, cfg.NumKeyValueHeads
-	qwen2 := Arch(cfg) == "qwen2" || Arch(cfg) == "qwen2moe"
+	qwen2 := qkvBiasArch(cfg)
 	if a := Arch(cfg); a != "llama" && a != "granite" {
 		// (GraniteModel permutes as LlamaModel does.)
 		qHeads, kvHeads = 0, 0
