@@ -52,7 +52,7 @@ type Checkpoint struct {
 	// join writes the parts of fused modules (Phi-3's q/k/v_proj and
 	// gate/up_proj) as their fused tensors; nil for other models.
 	join *fused.Joiner
-	// kept are a multimodal Gemma 3's tensors outside its text model
+	// kept are a multimodal checkpoint's tensors outside its text model
 	// (vision tower, projector), written last byte for byte under their
 	// own names; nil for other models.
 	kept []string
@@ -142,7 +142,7 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 	return c, nil
 }
 
-// keptTensors lists a multimodal Gemma 3's tensors outside its text model
+// keptTensors lists a multimodal checkpoint's tensors outside its text model
 // (the vision tower's and the projector's, as GPTQModel and llm-compressor
 // leave them), which the checkpoint keeps as they are, and returns the
 // names the text model's tensors are stored under (the source's layout:
@@ -157,7 +157,7 @@ func keptTensors(src model.Weights, cfg *hfconfig.Config) ([]string, []safetenso
 		DiskName(string) string
 	})
 	if !ok {
-		return nil, nil, nil, fmt.Errorf("%s: a multimodal gemma3 checkpoint's weights do not list their tensors", cfg.File)
+		return nil, nil, nil, fmt.Errorf("%s: a multimodal %s checkpoint's weights do not list their tensors", cfg.File, cfg.Wrapper)
 	}
 	var names []string
 	var infos []safetensors.TensorInfo

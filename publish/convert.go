@@ -360,7 +360,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	defer src.Close()
-	// A multimodal Gemma 3's text model is read under its own names, the
+	// A multimodal checkpoint's text model is read under its own names, the
 	// vision tower and projector as they are (written back under the
 	// checkpoint's names: DiskName).
 	if err := weights.ForText(src, cfg); err != nil {
@@ -607,7 +607,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	}
 	wopts := safetensors.WriterOptions{MaxShardBytes: o.MaxShardBytes, Metadata: meta}
 	if set, ok := base.(*safetensors.Set); ok {
-		// A multimodal Gemma 3's text model under the input's prefix.
+		// A multimodal checkpoint's text model under the input's prefix.
 		wopts.Rename = set.DiskName
 	}
 	w, err := safetensors.Create(tmp, join.Infos(), wopts)
@@ -1279,15 +1279,18 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		return nil, fmt.Errorf("convert: the GGUF file carries the tokenizer: %w", err)
 	}
 	if cfg.Multimodal() {
-		// llama.cpp's convert_hf_to_gguf.py writes Gemma 3's vision tower
-		// and projector to a separate mmproj file (--mmproj).
+		// llama.cpp's convert_hf_to_gguf.py writes the vision tower and
+		// projector to a separate mmproj file (--mmproj).
 		n := 0
 		for _, t := range src.Names() {
 			if !hfconfig.TextModelName(t) {
 				n++
 			}
 		}
-		fmt.Fprintf(log, "convert: %s is a multimodal gemma3 checkpoint: the GGUF file holds its text model alone; the vision tower and projector (%d tensors) are left out (llama.cpp reads them from a separate mmproj file, which gptqtool does not write)\n", o.In, n)
+		fmt.Fprintf(log, "convert: %s is a multimodal %s checkpoint: the GGUF file holds its text model alone, as llama.cpp's %s architecture; the vision tower and projector (%d tensors) are left out (llama.cpp reads them from a separate mmproj file, which gptqtool does not write)\n", o.In, cfg.Wrapper, gguf.Arch(cfg), n)
+		if vl := gguf.MRoPEArch(cfg); vl != "" {
+			fmt.Fprintf(log, "convert: llama.cpp's converter writes %s as its %s architecture, whose M-RoPE positions image tokens from an mmproj file; for text the two compute the same logits\n", cfg.Wrapper, vl)
+		}
 	}
 	fromWeights := gguf.FromWeights(src)
 	plain := func(name string) ([]float32, []int, error) {

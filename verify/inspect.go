@@ -74,11 +74,15 @@ type Report struct {
 	// ConfigParameters is the count config.json implies; it differs from
 	// NumParameters when the two disagree (see Problems).
 	ConfigParameters int64 `json:"config_parameters"`
-	// VisionParameters counts a multimodal Gemma 3's parameters outside
+	// VisionParameters counts a multimodal checkpoint's parameters outside
 	// its language model (vision tower, projector), which are kept and
 	// never loaded, and which NumParameters leaves out; 0 (absent) for
 	// other models.
 	VisionParameters int64 `json:"vision_parameters,omitempty"`
+	// Wrapper is a multimodal checkpoint's model_type (gemma3, mistral3,
+	// qwen2_vl, qwen2_5_vl, qwen3_vl), whose language model ModelType
+	// names; "" (absent) for other models.
+	Wrapper string `json:"multimodal_type,omitempty"`
 	// TensorElements is the sum of the stored tensors' element counts; equal
 	// to NumParameters for an unquantized checkpoint.
 	TensorElements int64          `json:"tensor_elements"`
@@ -249,7 +253,7 @@ func Inspect(dir string) (*Report, error) {
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
 		LayerTypes: cfg.LayerTypes, RopeLocalBaseFreq: cfg.RopeLocalTheta, QueryPreAttnScalar: cfg.QueryPreAttnScalar,
 		AttnLogitSoftcapping: cfg.AttnSoftcap, FinalLogitSoftcapping: cfg.FinalSoftcap,
-		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{}, MoE: moeOf(cfg),
+		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{}, MoE: moeOf(cfg), Wrapper: cfg.Wrapper,
 	}
 	if cfg.Gemma1() {
 		r.QueryPreAttnScalar = 0

@@ -136,7 +136,7 @@ func printReport(w io.Writer, r *verify.Report) {
 	fmt.Fprintf(w, "  vocab          %d, head %s\n", r.VocabSize, head)
 	fmt.Fprintf(w, "  parameters     %d (%s)\n", r.NumParameters, humanCount(r.NumParameters))
 	if r.VisionParameters > 0 {
-		fmt.Fprintf(w, "  vision         %d parameters (%s) in the vision tower and projector, kept, not run (multimodal gemma3: the language model above runs text-only)\n", r.VisionParameters, humanCount(r.VisionParameters))
+		fmt.Fprintf(w, "  vision         %d parameters (%s) in the vision tower and projector, kept, not run (multimodal %s: the language model above runs text-only)\n", r.VisionParameters, humanCount(r.VisionParameters), r.Wrapper)
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  PROBLEM        %s\n", p)

@@ -34,10 +34,29 @@ var ErrUnsupportedModel = errors.New("unsupported model")
 var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
 // SupportedArchitectures lists the config.json architectures entries the
-// converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
-// 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
-// Gemma3Model registers both; the vision tower goes to its mmproj file).
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen2MoeForCausalLM", "OlmoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
+// converter accepts. The ForConditionalGeneration ones are multimodal
+// checkpoints' (hfconfig.MultimodalTypes), whose text model converts as
+// its own type's: Gemma3ForConditionalGeneration as Gemma3ForCausalLM
+// (llama.cpp's Gemma3Model registers both), Mistral3ForConditionalGeneration
+// as a llama file (its Mistral3Model is a LlamaModel), the Qwen VL ones as
+// qwen2 and qwen3 files (MRoPEArch); the vision tower goes to llama.cpp's
+// mmproj file.
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen2MoeForCausalLM", "OlmoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM",
+	"Gemma3ForConditionalGeneration", "Mistral3ForConditionalGeneration", "Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration"}
+
+// MRoPEArch is the architecture llama.cpp's converter writes a Qwen VL
+// checkpoint's text model as ("qwen2vl" for qwen2_vl and qwen2_5_vl,
+// "qwen3vl" for qwen3_vl): Arch's qwen2 or qwen3 with M-RoPE, which
+// rotates a text token as plain RoPE does. "" for other models.
+func MRoPEArch(cfg *hfconfig.Config) string {
+	switch cfg.Wrapper {
+	case "qwen2_vl", "qwen2_5_vl":
+		return "qwen2vl"
+	case "qwen3_vl":
+		return "qwen3vl"
+	}
+	return ""
+}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -94,12 +95,15 @@ type Config struct {
 	Raw map[string]any
 	// File is the path the config was read from, used in errors.
 	File string
-	// Outer is the whole document of a multimodal Gemma 3 config
-	// (model_type gemma3, Gemma3ForConditionalGeneration), whose text
-	// model the rest of Config describes: Raw is then its text_config
-	// with Gemma3TextConfig's defaults filled in, and MarshalWith and
-	// DTypeKeys work on Outer. Nil for every other config.
+	// Outer is the whole document of a multimodal config (model_type
+	// gemma3, mistral3, qwen2_vl, qwen2_5_vl or qwen3_vl: multimodal.go),
+	// whose text model the rest of Config describes: Raw is then its
+	// text_config (or a flat config's top level) with the text model's
+	// defaults filled in, and MarshalWith and DTypeKeys work on Outer.
+	// Nil for every other config.
 	Outer map[string]any
+	// Wrapper is a multimodal config's own model_type; "" for others.
+	Wrapper string
 }
 
 // LoadAny is Load that accepts RoPE scalings the project does not
@@ -162,11 +166,11 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	c := &Config{Raw: raw, File: file}
 
 	c.ModelType = r.requiredString("model_type")
-	if r.err == nil && c.ModelType == "gemma3" {
-		return parseGemma3(raw, file, anyRoPE)
+	if w, ok := wrappers[c.ModelType]; ok && r.err == nil {
+		return parseWrapped(raw, file, c.ModelType, w, anyRoPE)
 	}
 	if r.err == nil && !isSupported(c.ModelType) {
-		return nil, fmt.Errorf("%s: model_type %q: %w (supported: %s)", file, c.ModelType, ErrUnsupported, strings.Join(SupportedModelTypes, ", "))
+		return nil, fmt.Errorf("%s: model_type %q: %w (supported: %s; the text models of %s)", file, c.ModelType, ErrUnsupported, strings.Join(SupportedModelTypes, ", "), strings.Join(MultimodalTypes, ", "))
 	}
 	c.Architectures = r.stringList("architectures")
 	c.HiddenSize = r.requiredInt("hidden_size")
@@ -631,7 +635,34 @@ func (c *Config) MarshalWith(extra map[string]any) ([]byte, error) {
 		}
 		doc[k] = norm
 	}
+	if c.Outer != nil {
+		textDType(doc, extra)
+	}
 	return marshalSorted(doc)
+}
+
+// textDType gives a multimodal document's text_config the dtype extra sets
+// at the top level, where text_config names one (Qwen3-VL's "dtype"):
+// transformers' dtype "auto" loads each sub-model in its own config's
+// dtype, which would otherwise stay the source's.
+func textDType(doc, extra map[string]any) {
+	var dtype any
+	for _, k := range []string{"dtype", "torch_dtype"} {
+		if v, ok := extra[k]; ok && v != Remove {
+			dtype = doc[k]
+		}
+	}
+	tc, ok := doc["text_config"].(map[string]any)
+	if dtype == nil || !ok {
+		return
+	}
+	tc = maps.Clone(tc)
+	for _, k := range []string{"dtype", "torch_dtype"} {
+		if _, ok := tc[k]; ok {
+			tc[k] = dtype
+		}
+	}
+	doc["text_config"] = tc
 }
 
 // marshalSorted writes v as json.dumps(v, indent=2, sort_keys=True) does.

@@ -1,12 +1,7 @@
 package hfconfig
 
 import (
-	"encoding/json"
-	"fmt"
-	"maps"
 	"math"
-	"strconv"
-	"strings"
 )
 
 // Gemma 3's text model (transformers Gemma3TextConfig, model_type
@@ -162,22 +157,6 @@ func (r *reader) slidingLayers(c *Config, pattern int) {
 	}
 }
 
-// Multimodal Gemma 3 (model_type gemma3, Gemma3ForConditionalGeneration:
-// gemma-3-4b/12b/27b) nests its text model's Gemma3TextConfig under
-// text_config beside the SigLIP vision tower's vision_config. Its
-// checkpoints hold the text model's tensors under a prefix, by
-// transformers version:
-//
-//   - before 4.52: language_model.model.layers.N…,
-//     language_model.model.embed_tokens, language_model.model.norm
-//     (language_model.lm_head where untied), vision_tower.…,
-//     multi_modal_projector.…;
-//   - 4.52 and later: model.language_model.layers.N…, lm_head, and
-//     model.vision_tower.…, model.multi_modal_projector.….
-//
-// The project runs and quantizes the text model alone (image token ids are
-// tokens like any other); every other tensor is kept as it is.
-
 // gemma3TextDefaults are Gemma3TextConfig's defaults for the keys Parse
 // otherwise requires (gemma-3-4b-it's text_config, for one, names neither
 // vocab_size nor num_attention_heads) and for its token ids.
@@ -190,112 +169,4 @@ var gemma3TextDefaults = map[string]int{
 	"intermediate_size":   9216,
 	"num_hidden_layers":   26,
 	"num_attention_heads": 8,
-}
-
-// gemma3OuterKeys are Gemma3Config's top-level keys that the text model
-// takes over text_config's (the top level is what the checkpoint was saved
-// in and what generate stops on; quantization_config sits there).
-var gemma3OuterKeys = []string{"torch_dtype", "dtype", "bos_token_id", "eos_token_id", "pad_token_id", "quantization_config"}
-
-// parseGemma3 parses a multimodal Gemma 3 config: its text_config as a
-// gemma3_text config with Gemma3TextConfig's defaults, the top level's
-// dtype, token ids and quantization_config over it; Outer keeps the whole
-// document.
-func parseGemma3(raw map[string]any, file string, anyRoPE bool) (*Config, error) {
-	v, ok := raw["text_config"]
-	if !ok || v == nil {
-		return nil, fmt.Errorf("%s: model_type \"gemma3\": missing required key \"text_config\" (the text model's Gemma3TextConfig)", file)
-	}
-	tc, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%s: text_config: got %s, want an object", file, jsonKind(v))
-	}
-	if mt, ok := tc["model_type"]; ok && mt != "gemma3_text" {
-		return nil, fmt.Errorf("%s: text_config.model_type %v: %w (Gemma 3's text model is gemma3_text)", file, mt, ErrUnsupported)
-	}
-	sub := maps.Clone(tc)
-	sub["model_type"] = "gemma3_text"
-	for k, d := range gemma3TextDefaults {
-		if _, ok := sub[k]; !ok {
-			sub[k] = json.Number(strconv.Itoa(d))
-		}
-	}
-	for _, k := range gemma3OuterKeys {
-		if v, ok := raw[k]; ok {
-			sub[k] = v
-		}
-	}
-	data, err := json.Marshal(sub)
-	if err != nil {
-		return nil, fmt.Errorf("%s: text_config: %w", file, err)
-	}
-	c, err := parse(data, file+": text_config", anyRoPE)
-	if err != nil {
-		return nil, err
-	}
-	c.File = file
-	c.Outer = raw
-	c.Architectures = (&reader{m: raw, file: file}).stringList("architectures")
-	return c, nil
-}
-
-// Multimodal reports whether the config is a multimodal Gemma 3's
-// (model_type gemma3), whose text model the Config describes.
-func (c *Config) Multimodal() bool { return c.Outer != nil }
-
-// TextModelName reports whether name is one of the text model's tensors
-// as the runtime names them: model.embed_tokens, model.layers.N…,
-// model.norm, lm_head.
-func TextModelName(name string) bool {
-	for _, p := range []string{"model.embed_tokens.", "model.layers.", "model.norm.", "lm_head."} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// TextNames returns, for a multimodal Gemma 3 checkpoint holding the
-// tensors names, the maps from a stored name to the text model's name
-// (language_model.model.layers.0.… and model.language_model.layers.0.… to
-// model.layers.0.…; language_model.lm_head.… to lm_head.…) and back;
-// other names map to themselves. Both are nil where c is not multimodal.
-// A checkpoint with neither prefix is refused.
-func (c *Config) TextNames(names []string) (toText, toStored func(string) string, err error) {
-	if !c.Multimodal() {
-		return nil, nil, nil
-	}
-	var stored, head string // the text model's prefix of "model." and "lm_head."
-	for _, n := range names {
-		if strings.HasPrefix(n, "model.language_model.") {
-			stored, head = "model.language_model.", "lm_head."
-			break
-		}
-		if strings.HasPrefix(n, "language_model.") {
-			stored, head = "language_model.model.", "language_model.lm_head."
-			break
-		}
-	}
-	if stored == "" {
-		return nil, nil, fmt.Errorf("%s: model_type \"gemma3\": no tensor under language_model. or model.language_model. (the text model's prefix)", c.File)
-	}
-	toText = func(n string) string {
-		if rest, ok := strings.CutPrefix(n, stored); ok {
-			return "model." + rest
-		}
-		if rest, ok := strings.CutPrefix(n, head); ok {
-			return "lm_head." + rest
-		}
-		return n
-	}
-	toStored = func(n string) string {
-		if !TextModelName(n) {
-			return n
-		}
-		if rest, ok := strings.CutPrefix(n, "lm_head."); ok {
-			return head + rest
-		}
-		return stored + strings.TrimPrefix(n, "model.")
-	}
-	return toText, toStored, nil
 }

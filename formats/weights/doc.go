@@ -12,7 +12,7 @@
 // neither fails OpenDir with an error that says so and wraps
 // pytorch.ErrNoWeights (and so fs.ErrNotExist).
 //
-// ForText and OpenText name a multimodal Gemma 3's tensors as its text
+// ForText and OpenText name a multimodal checkpoint's tensors as its text
 // model's (model.layers.N…, where the checkpoint stores
 // language_model.model.layers.N… or model.language_model.layers.N…; see
 // hfconfig.Config.TextNames), so that every reader of the text model

@@ -48,7 +48,7 @@ func OpenDir(dir string) (Set, string, error) {
 }
 
 // ForText names set's tensors as cfg's text model's where cfg is a
-// multimodal Gemma 3's (hfconfig.Config.TextNames: language_model.model.…
+// multimodal checkpoint's (hfconfig.Config.TextNames: language_model.model.…
 // or model.language_model.… read as model.…; the vision tower's and the
 // projector's keep their names; safetensors.Set.DiskName maps back). Other
 // sets are left as they are. A multimodal model's PyTorch weights are
@@ -60,7 +60,7 @@ func ForText(set Set, cfg *hfconfig.Config) error {
 	}
 	st, ok := set.(*safetensors.Set)
 	if !ok {
-		return fmt.Errorf("%s: PyTorch weights of a multimodal gemma3 checkpoint: %w (its safetensors are read)", cfg.File, hfconfig.ErrUnsupported)
+		return fmt.Errorf("%s: PyTorch weights of a multimodal %s checkpoint: %w (its safetensors are read)", cfg.File, cfg.Wrapper, hfconfig.ErrUnsupported)
 	}
 	return st.Rename(toText, toStored)
 }

@@ -38,7 +38,7 @@ func Unexplained(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfi
 
 func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bool {
 	if cfg.Multimodal() && !hfconfig.TextModelName(name) {
-		// A multimodal Gemma 3's vision tower and projector: kept as
+		// A multimodal checkpoint's vision tower and projector: kept as
 		// they are, never loaded.
 		return true
 	}

@@ -1,0 +1,289 @@
+package hfconfig
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Multimodal checkpoints whose language model the project runs and
+// quantizes, as GPTQModel and llm-compressor quantize them: the vision
+// tower and projector are kept as they are, never loaded, and image token
+// ids are tokens like any other. Each wraps a text model of a type Parse
+// reads:
+//
+//   - gemma3 (Gemma3ForConditionalGeneration: gemma-3-4b/12b/27b):
+//     text_config a gemma3_text config (Gemma3TextConfig's defaults for
+//     the keys it omits), a SigLIP vision_tower and multi_modal_projector;
+//   - mistral3 (Mistral3ForConditionalGeneration: Mistral-Small-3.1 and
+//     3.2-24B, Magistral-Small-2506/2509): text_config a mistral config
+//     (MistralConfig's defaults), a Pixtral vision_tower and
+//     multi_modal_projector;
+//   - qwen2_vl and qwen2_5_vl (Qwen2VLForConditionalGeneration,
+//     Qwen2_5_VLForConditionalGeneration: Qwen2-VL-2B/7B/72B,
+//     Qwen2.5-VL-3B/7B/32B/72B): a qwen2 text model, whose keys sit at the
+//     top level (before transformers 4.52) or in text_config (model_type
+//     qwen2_vl_text / qwen2_5_vl_text, which then takes precedence, as
+//     in transformers), and a vision tower named visual;
+//   - qwen3_vl (Qwen3VLForConditionalGeneration: Qwen3-VL-2B … 32B):
+//     text_config a qwen3 text model (qwen3_vl_text), the vision tower
+//     visual (its deepstack features are added to the hidden states of
+//     image positions alone: text runs without them).
+//
+// The Qwen text models rotate by M-RoPE: rope_scaling's mrope_section
+// splits each head's frequencies into temporal, height and width parts
+// (interleaved in Qwen3-VL), each rotated by its own position. A text
+// token's three positions are its index (get_rope_index), so every part
+// rotates as plain RoPE does: the text model runs as plain RoPE, and
+// mrope_section is checked (three counts summing to head_dim/2). An
+// older config's rope type "mrope" is "default", as transformers reads it.
+//
+// The text model's tensors are stored under a prefix, by transformers
+// version: before 4.52, language_model.model.… and language_model.lm_head
+// (gemma3, mistral3: beside vision_tower.… and multi_modal_projector.…) or
+// the text model's own names (qwen2_vl, qwen2_5_vl: beside visual.…);
+// 4.52 and later, model.language_model.… and lm_head (beside
+// model.vision_tower.…, model.multi_modal_projector.… or model.visual.…).
+
+// wrapper describes one multimodal model_type.
+type wrapper struct {
+	text      string         // the text model's model_type (Config.ModelType)
+	textTypes []string       // text_config.model_type values that name it
+	defaults  map[string]int // the text model class's defaults for keys Parse requires
+	// required are keys whose default in the text model class differs
+	// from text's (Qwen2_5_VLTextConfig's rope_theta is not Qwen2Config's):
+	// refused where absent, rather than read with the wrong default.
+	required []string
+	// outer are top-level keys the text model takes over text_config's;
+	// fallback are top-level keys it takes where text_config has none.
+	outer, fallback []string
+	flat            bool   // without text_config, the text model's keys are the top level's
+	mrope           bool   // rope_scaling may carry mrope_section
+	legacy          string // the text model's prefix before transformers 4.52: "language_model." or "" (its own names)
+}
+
+// outerKeys are the top-level keys a wrapper's text model takes: the
+// dtype the checkpoint was saved in and the quantization_config that
+// GPTQModel writes there.
+var outerKeys = []string{"torch_dtype", "dtype", "quantization_config"}
+
+var wrappers = map[string]wrapper{
+	"gemma3": {text: "gemma3_text", textTypes: []string{"gemma3_text"}, defaults: gemma3TextDefaults,
+		outer: append(slices.Clone(outerKeys), "bos_token_id", "eos_token_id", "pad_token_id"), legacy: "language_model."},
+	"mistral3": {text: "mistral", textTypes: []string{"mistral"},
+		outer: append(slices.Clone(outerKeys), "bos_token_id", "eos_token_id", "pad_token_id"), legacy: "language_model."},
+	"qwen2_vl": {text: "qwen2", textTypes: []string{"qwen2_vl_text"}, required: []string{"rope_theta", "rms_norm_eps"},
+		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, flat: true, mrope: true},
+	"qwen2_5_vl": {text: "qwen2", textTypes: []string{"qwen2_5_vl_text"}, required: []string{"rope_theta", "rms_norm_eps"},
+		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, flat: true, mrope: true},
+	"qwen3_vl": {text: "qwen3", textTypes: []string{"qwen3_vl_text"}, required: []string{"rope_theta", "max_position_embeddings"},
+		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, mrope: true},
+}
+
+// MultimodalTypes lists the multimodal model_type values whose text model
+// Parse reads.
+var MultimodalTypes = []string{"gemma3", "mistral3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"}
+
+// parseWrapped parses a multimodal config (model_type mt, described by
+// w): its text model's keys (text_config, else the top level of a flat
+// one) as a w.text config, with w's defaults and the top level's keys
+// over them; Outer keeps the whole document.
+func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) (*Config, error) {
+	var sub map[string]any
+	switch v, ok := raw["text_config"]; {
+	case ok && v != nil:
+		tc, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: text_config: got %s, want an object", file, jsonKind(v))
+		}
+		if t, ok := tc["model_type"]; ok && t != w.text && !slices.Contains(w.textTypes, fmt.Sprint(t)) {
+			return nil, fmt.Errorf("%s: text_config.model_type %v: %w (%s's text model is %s)", file, t, ErrUnsupported, mt, strings.Join(w.textTypes, " or "))
+		}
+		sub = maps.Clone(tc)
+	case w.flat:
+		sub = maps.Clone(raw)
+		delete(sub, "vision_config")
+	default:
+		return nil, fmt.Errorf("%s: model_type %q: missing required key \"text_config\" (the text model's config)", file, mt)
+	}
+	sub["model_type"] = w.text
+	for k, d := range w.defaults {
+		if _, ok := sub[k]; !ok {
+			sub[k] = json.Number(strconv.Itoa(d))
+		}
+	}
+	for _, k := range w.required {
+		if v, ok := sub[k]; !ok || v == nil {
+			return nil, fmt.Errorf("%s: model_type %q: missing required key %q (the text model's default is not %s's)", file, mt, k, w.text)
+		}
+	}
+	if _, ok := raw["dtype"]; ok {
+		delete(sub, "torch_dtype") // the top level's dtype, whichever key the text model spells it with
+	} else if _, ok := raw["torch_dtype"]; ok {
+		delete(sub, "dtype")
+	}
+	for _, k := range w.outer {
+		if v, ok := raw[k]; ok {
+			sub[k] = v
+		}
+	}
+	for _, k := range w.fallback {
+		if _, ok := sub[k]; !ok {
+			if v, ok := raw[k]; ok {
+				sub[k] = v
+			}
+		}
+	}
+	var sections []int
+	if w.mrope {
+		var err error
+		if sections, err = mropeSections(sub, file); err != nil {
+			return nil, err
+		}
+	}
+	data, err := json.Marshal(sub)
+	if err != nil {
+		return nil, fmt.Errorf("%s: text_config: %w", file, err)
+	}
+	name := file + ": text_config"
+	if _, ok := raw["text_config"]; !ok {
+		name = file
+	}
+	c, err := parse(data, name, anyRoPE)
+	if err != nil {
+		return nil, err
+	}
+	if sections != nil {
+		sum := 0
+		for _, n := range sections {
+			sum += n
+		}
+		if sum != c.HeadDim/2 {
+			return nil, fmt.Errorf("%s: rope_scaling.mrope_section %v: sums to %d, want head_dim/2 = %d", file, sections, sum, c.HeadDim/2)
+		}
+	}
+	c.File = file
+	c.Outer = raw
+	c.Wrapper = mt
+	c.Architectures = (&reader{m: raw, file: file}).stringList("architectures")
+	return c, nil
+}
+
+// mropeSections reads and removes the M-RoPE keys of sub's rope_scaling
+// (or rope_parameters): mrope_section, three non-negative counts, and
+// mrope_interleaved; a type "mrope" reads as "default". It returns the
+// sections, nil where the config has none.
+func mropeSections(sub map[string]any, file string) ([]int, error) {
+	var sections []int
+	for _, key := range []string{"rope_scaling", "rope_parameters"} {
+		m, ok := sub[key].(map[string]any)
+		if !ok {
+			continue
+		}
+		m = maps.Clone(m)
+		sub[key] = m
+		for _, tk := range []string{"type", "rope_type"} {
+			if m[tk] == "mrope" {
+				m[tk] = RopeDefault // Qwen2VLConfig: "mrope" is "default"
+			}
+		}
+		delete(m, "mrope_interleaved")
+		v, ok := m["mrope_section"]
+		if !ok {
+			continue
+		}
+		delete(m, "mrope_section")
+		list, ok := v.([]any)
+		if !ok || len(list) != 3 {
+			return nil, fmt.Errorf("%s: %s.mrope_section: got %v, want three counts (temporal, height, width)", file, key, v)
+		}
+		var s []int
+		for _, e := range list {
+			n, err := toInt(e)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%s: %s.mrope_section: got %v, want three non-negative counts", file, key, v)
+			}
+			s = append(s, n)
+		}
+		if sections != nil && !slices.Equal(s, sections) {
+			return nil, fmt.Errorf("%s: %s.mrope_section %v, but rope_scaling's is %v: they must agree", file, key, s, sections)
+		}
+		sections = s
+	}
+	return sections, nil
+}
+
+// Multimodal reports whether the config is a multimodal checkpoint's
+// (Config.Wrapper: gemma3, mistral3, qwen2_vl, qwen2_5_vl, qwen3_vl),
+// whose text model the Config describes.
+func (c *Config) Multimodal() bool { return c.Outer != nil }
+
+// TextModelName reports whether name is one of the text model's tensors
+// as the runtime names them: model.embed_tokens, model.layers.N…,
+// model.norm, lm_head.
+func TextModelName(name string) bool {
+	for _, p := range []string{"model.embed_tokens.", "model.layers.", "model.norm.", "lm_head."} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// TextNames returns, for a multimodal checkpoint holding the tensors
+// names, the maps from a stored name to the text model's name
+// (model.language_model.layers.0.… to model.layers.0.…; before
+// transformers 4.52, language_model.model.… and language_model.lm_head.…
+// to model.… and lm_head.…, or, for qwen2_vl and qwen2_5_vl, the names
+// themselves) and back; other names map to themselves. Both are nil where
+// c is not multimodal. A checkpoint with none of its layouts' text
+// tensors is refused.
+func (c *Config) TextNames(names []string) (toText, toStored func(string) string, err error) {
+	if !c.Multimodal() {
+		return nil, nil, nil
+	}
+	w := wrappers[c.Wrapper]
+	var stored, head string // the text model's prefix of "model." and "lm_head."
+	for _, n := range names {
+		if strings.HasPrefix(n, "model.language_model.") {
+			stored, head = "model.language_model.", "lm_head."
+			break
+		}
+		if w.legacy != "" && strings.HasPrefix(n, w.legacy) {
+			stored, head = w.legacy+"model.", w.legacy+"lm_head."
+			break
+		}
+		if w.legacy == "" && (strings.HasPrefix(n, "model.layers.") || strings.HasPrefix(n, "model.embed_tokens.")) {
+			stored, head = "model.", "lm_head."
+		}
+	}
+	if stored == "" {
+		old := w.legacy + "model."
+		if w.legacy == "" {
+			old = "model.layers."
+		}
+		return nil, nil, fmt.Errorf("%s: model_type %q: no tensor under %s or model.language_model. (the text model's prefix)", c.File, c.Wrapper, old)
+	}
+	toText = func(n string) string {
+		if rest, ok := strings.CutPrefix(n, stored); ok && stored != "model." {
+			return "model." + rest
+		}
+		if rest, ok := strings.CutPrefix(n, head); ok {
+			return "lm_head." + rest
+		}
+		return n
+	}
+	toStored = func(n string) string {
+		if !TextModelName(n) {
+			return n
+		}
+		if rest, ok := strings.CutPrefix(n, "lm_head."); ok {
+			return head + rest
+		}
+		return stored + strings.TrimPrefix(n, "model.")
+	}
+	return toText, toStored, nil
+}
