@@ -440,33 +440,48 @@ func TestGemma3EmbedScaleRounded(t *testing.T) {
 	}
 }
 
-// TestGemma3Multimodal loads a multimodal Gemma 3 checkpoint (model_type
-// gemma3) in both tensor-name layouts: its text model's logits equal, bit
-// for bit, those of the same weights as a gemma3_text checkpoint, in
-// fp32 and bf16 (the vision tower and projector are kept, not loaded).
-func TestGemma3Multimodal(t *testing.T) {
-	for _, layout := range []string{"4.50", "4.52"} {
-		t.Run(layout, func(t *testing.T) {
-			mm, text := fixtures.Gemma3Multimodal(t, layout, nil, synth.Options{Seed: 7})
-			if err := Check(mm); err != nil {
-				t.Fatal(err)
-			}
-			for _, dt := range []runtime.DType{runtime.F32, runtime.BF16} {
-				var logits [2][]float32
-				for i, dir := range []string{text, mm} {
-					m, err := LoadWith(dir, cpu.New(1).WithHalf(), Options{DType: dt})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if logits[i], err = m.Forward(qwen2IDs, nil, nil); err != nil {
-						t.Fatal(err)
-					}
-					m.Close()
+// TestMultimodal loads a multimodal checkpoint of each wrapper
+// (internal/fixtures.Multimodal: gemma3, mistral3, qwen2_vl, qwen2_5_vl,
+// qwen3_vl) in each of its tensor-name layouts: its text model's logits
+// equal, bit for bit, those of the same weights as a checkpoint of the text
+// type (gemma3_text, mistral, qwen2, qwen3), in fp32 and bf16 (the vision
+// tower and projector are kept, not loaded; M-RoPE rotates text as RoPE).
+func TestMultimodal(t *testing.T) {
+	for _, tc := range []struct {
+		wrapper string
+		layouts []string
+		text    func(testing.TB, map[string]any, synth.Options) string
+	}{
+		{"gemma3", []string{"4.50", "4.52"}, fixtures.Gemma3},
+		{"mistral3", []string{"4.50", "4.52"}, fixtures.Mistral},
+		{"qwen2_vl", []string{"4.50"}, fixtures.Qwen2},
+		{"qwen2_5_vl", []string{"4.50", "4.52"}, fixtures.Qwen2},
+		{"qwen3_vl", []string{"4.52"}, fixtures.Qwen3},
+	} {
+		for _, layout := range tc.layouts {
+			t.Run(tc.wrapper+"/"+layout, func(t *testing.T) {
+				text := tc.text(t, nil, synth.Options{Seed: 7})
+				mm := fixtures.Multimodal(t, tc.wrapper, layout, text)
+				if err := Check(mm); err != nil {
+					t.Fatal(err)
 				}
-				if len(logits[0]) == 0 || !slices.Equal(logits[0], logits[1]) {
-					t.Errorf("%v: the multimodal checkpoint's logits differ from the text checkpoint's", dt)
+				for _, dt := range []runtime.DType{runtime.F32, runtime.BF16} {
+					var logits [2][]float32
+					for i, dir := range []string{text, mm} {
+						m, err := LoadWith(dir, cpu.New(1).WithHalf(), Options{DType: dt})
+						if err != nil {
+							t.Fatal(err)
+						}
+						if logits[i], err = m.Forward(qwen2IDs, nil, nil); err != nil {
+							t.Fatal(err)
+						}
+						m.Close()
+					}
+					if len(logits[0]) == 0 || !slices.Equal(logits[0], logits[1]) {
+						t.Errorf("%v: the multimodal checkpoint's logits differ from the text checkpoint's", dt)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
