@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,51 +18,90 @@ import (
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 )
 
-// TestGemma3MultimodalCommands runs a small multimodal Gemma 3 checkpoint
-// (model_type gemma3; internal/fixtures.Gemma3Multimodal) in both
-// tensor-name layouts through the commands: generate gives the text
-// model's ids (those of the same weights as a gemma3_text checkpoint);
+// TestMultimodalCommands runs a small multimodal checkpoint of each
+// wrapper (internal/fixtures.Multimodal: gemma3, mistral3, qwen2_vl,
+// qwen2_5_vl, qwen3_vl) in its tensor-name layouts through the commands:
+// inspect counts the vision tensors apart; generate gives the text model's
+// ids (those of the same weights as a checkpoint of the text type);
 // quantize quantizes the text model's Linears alone, under the input's
 // prefix, keeps the vision tower's and projector's tensors byte for byte
 // under their names and config.json's structure (text_config,
-// vision_config, the top level's keys; quantization_config at the top),
-// and its output passes verify format and inspect, loads back (verify kl
-// to the source small) and converts (shards: every tensor byte for byte;
-// --dequantize and --dtype: the vision tensors kept, converted); convert --gguf writes the text
-// model as gemma3 and says the vision tower is left out.
-func TestGemma3MultimodalCommands(t *testing.T) {
+// vision_config, the top level's keys; quantization_config and the dtype
+// at the top), and its output passes verify format and inspect, loads back
+// (verify kl to the source small) and converts (shards: every tensor byte
+// for byte; --dequantize and --dtype: the vision tensors kept, converted);
+// convert --gguf writes the text model as its text type's llama.cpp
+// architecture and says the vision tower is left out.
+func TestMultimodalCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("quantizes a model")
 	}
 	tok := fixturePath(t, "models/openchat-tiny")
 	dataset := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
 	text := foxText(t, 40)
-	for _, layout := range []struct{ name, lm string }{{"4.50", "language_model.model."}, {"4.52", "model.language_model."}} {
-		t.Run(layout.name, func(t *testing.T) {
-			mm, textDir := fixtures.Gemma3Multimodal(t, layout.name, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,
+	ids := map[string]any{"bos_token_id": 1, "eos_token_id": 32000, "vocab_size": 32002, "hidden_size": 128, "intermediate_size": 256}
+	with := func(m map[string]any) map[string]any {
+		out := maps.Clone(ids)
+		maps.Copy(out, m)
+		return out
+	}
+	for _, tc := range []struct {
+		wrapper, layout, lm, arch string
+		text                      func() string
+	}{
+		{"gemma3", "4.50", "language_model.model.", "gemma3", func() string {
+			return fixtures.Gemma3(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,
 				"head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 16, "num_hidden_layers": 6, "sliding_window_pattern": 6}, synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+		}},
+		{"gemma3", "4.52", "model.language_model.", "gemma3", func() string {
+			return fixtures.Gemma3(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,
+				"head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 16, "num_hidden_layers": 6, "sliding_window_pattern": 6}, synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+		}},
+		{"mistral3", "4.50", "language_model.model.", "llama", func() string {
+			return fixtures.Mistral(t, with(map[string]any{"head_dim": 64}), synth.Options{DType: "bf16", Seed: 5, TokenizerDir: tok})
+		}},
+		{"mistral3", "4.52", "model.language_model.", "llama", func() string {
+			return fixtures.Mistral(t, with(nil), synth.Options{DType: "bf16", Seed: 5, TokenizerDir: tok})
+		}},
+		{"qwen2_vl", "4.50", "model.", "qwen2", func() string {
+			return fixtures.Qwen2(t, with(map[string]any{"tie_word_embeddings": false}), synth.Options{DType: "bf16", Seed: 6, TokenizerDir: tok})
+		}},
+		{"qwen2_5_vl", "4.50", "model.", "qwen2", func() string {
+			return fixtures.Qwen2(t, with(nil), synth.Options{DType: "bf16", Seed: 6, TokenizerDir: tok})
+		}},
+		{"qwen2_5_vl", "4.52", "model.language_model.", "qwen2", func() string {
+			return fixtures.Qwen2(t, with(nil), synth.Options{DType: "bf16", Seed: 6, TokenizerDir: tok})
+		}},
+		{"qwen3_vl", "4.52", "model.language_model.", "qwen3", func() string {
+			return fixtures.Qwen3(t, with(nil), synth.Options{DType: "bf16", Seed: 8, TokenizerDir: tok})
+		}},
+	} {
+		t.Run(tc.wrapper+"/"+tc.layout, func(t *testing.T) {
+			textDir := tc.text()
+			mm := fixtures.Multimodal(t, tc.wrapper, tc.layout, textDir)
 			rep, stderr, err := run(t, "inspect", mm, "--json")
 			if err != nil {
 				t.Fatalf("inspect: %v\n%s\n%s", err, stderr, rep)
 			}
 			var ins struct {
 				ModelType        string `json:"model_type"`
+				Wrapper          string `json:"multimodal_type"`
 				NumParameters    int64  `json:"num_parameters"`
 				ConfigParameters int64  `json:"config_parameters"`
 				VisionParameters int64  `json:"vision_parameters"`
 			}
 			// The four vision/projector tensors: 8·3·2·2 + 8 + 8·64 + 8.
-			if err := json.Unmarshal([]byte(rep), &ins); err != nil || ins.NumParameters != ins.ConfigParameters || ins.NumParameters == 0 || ins.VisionParameters != 624 {
-				t.Errorf("inspect --json: %v: %d parameters, config's %d, vision %d (want 624)\n%s", err, ins.NumParameters, ins.ConfigParameters, ins.VisionParameters, rep)
+			if err := json.Unmarshal([]byte(rep), &ins); err != nil || ins.NumParameters != ins.ConfigParameters || ins.NumParameters == 0 || ins.VisionParameters != 624 || ins.Wrapper != tc.wrapper {
+				t.Errorf("inspect --json: %v: %d parameters, config's %d, vision %d (want 624), type %q\n%s", err, ins.NumParameters, ins.ConfigParameters, ins.VisionParameters, ins.Wrapper, rep)
 			}
-			if txt, _, err := run(t, "inspect", mm); err != nil || !strings.Contains(txt, "vision         624 parameters") {
+			if txt, _, err := run(t, "inspect", mm); err != nil || !strings.Contains(txt, "vision         624 parameters") || !strings.Contains(txt, "multimodal "+tc.wrapper) {
 				t.Errorf("inspect: %v, want the vision parameters reported\n%s", err, txt)
 			}
 			gen := []string{"--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32"}
 			want, _ := generateJSONOut(t, append([]string{"--model", textDir}, gen...)...)
 			got, stderr := generateJSONOut(t, append([]string{"--model", mm}, gen...)...)
 			if len(want.IDs) == 0 || !slices.Equal(got.IDs, want.IDs) {
-				t.Errorf("generate: ids %v, the gemma3_text checkpoint's %v\n%s", got.IDs, want.IDs, stderr)
+				t.Errorf("generate: ids %v, the text checkpoint's %v\n%s", got.IDs, want.IDs, stderr)
 			}
 
 			q := filepath.Join(t.TempDir(), "q")
@@ -77,20 +117,26 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 			}
 			src, out := readConfig(t, mm), readConfig(t, q)
 			qc, _ := out["quantization_config"].(map[string]any)
-			if out["model_type"] != "gemma3" || qc == nil || qc["bits"] != json.Number("4") || !reflect.DeepEqual(out["text_config"], src["text_config"]) ||
-				!reflect.DeepEqual(out["vision_config"], src["vision_config"]) || !reflect.DeepEqual(out["mm_tokens_per_image"], src["mm_tokens_per_image"]) ||
-				!reflect.DeepEqual(out["architectures"], src["architectures"]) {
+			srcText, outText := withoutDType(src["text_config"]), withoutDType(out["text_config"])
+			if out["model_type"] != tc.wrapper || qc == nil || qc["bits"] != json.Number("4") || !reflect.DeepEqual(outText, srcText) ||
+				!reflect.DeepEqual(out["vision_config"], src["vision_config"]) || !reflect.DeepEqual(out["architectures"], src["architectures"]) ||
+				out["torch_dtype"] != "float16" {
 				t.Errorf("quantize: config.json %v, the source's %v", out, src)
 			}
+			if tcfg, ok := out["text_config"].(map[string]any); ok && tcfg["dtype"] != nil && tcfg["dtype"] != "float16" {
+				t.Errorf("quantize: text_config's dtype %v, want the top level's float16", tcfg["dtype"])
+			}
 			names := sameKept(t, mm, q)
-			for _, n := range []string{layout.lm + "layers.0.self_attn.q_proj.qweight", layout.lm + "layers.3.mlp.down_proj.scales", layout.lm + "embed_tokens.weight", layout.lm + "norm.weight"} {
+			for _, n := range []string{tc.lm + "layers.0.self_attn.q_proj.qweight", tc.lm + "layers.1.mlp.down_proj.scales", tc.lm + "embed_tokens.weight", tc.lm + "norm.weight"} {
 				if !slices.Contains(names, n) {
 					t.Errorf("quantize: no tensor %q in %v", n, names)
 				}
 			}
-			for _, n := range names {
-				if hfconfig.TextModelName(n) {
-					t.Errorf("quantize: tensor %q outside the checkpoint's layout", n)
+			if tc.lm != "model." {
+				for _, n := range names {
+					if hfconfig.TextModelName(n) && !(tc.layout == "4.52" && strings.HasPrefix(n, "lm_head.")) {
+						t.Errorf("quantize: tensor %q outside the checkpoint's layout", n)
+					}
 				}
 			}
 			if kl := meanKL(t, "--model", q, "--baseline", mm, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl > 0 && kl < 1) {
@@ -137,7 +183,7 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 					t.Errorf("convert --dtype f32: %s in %s", n, tn.DType)
 				}
 			}
-			if cfg := readConfig(t, f32); cfg["vision_config"] == nil || cfg["model_type"] != "gemma3" {
+			if cfg := readConfig(t, f32); cfg["vision_config"] == nil || cfg["model_type"] != tc.wrapper {
 				t.Errorf("convert --dtype f32: config %v", cfg)
 			}
 
@@ -154,11 +200,24 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			if a, _ := gguf.Value[string](f, "general.architecture"); a != "gemma3" {
-				t.Errorf("convert --gguf: general.architecture %q, want gemma3", a)
+			if a, _ := gguf.Value[string](f, "general.architecture"); a != tc.arch {
+				t.Errorf("convert --gguf: general.architecture %q, want %s", a, tc.arch)
 			}
 		})
 	}
+}
+
+// withoutDType is a text_config without its dtype keys (quantize writes
+// the top level's into it).
+func withoutDType(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	m = maps.Clone(m)
+	delete(m, "dtype")
+	delete(m, "torch_dtype")
+	return m
 }
 
 // readConfig reads dir/config.json, numbers as json.Number.
@@ -196,7 +255,7 @@ func sameKept(t *testing.T, src, out string) []string {
 	a, b := openRaw(t, src), openRaw(t, out)
 	kept := 0
 	for _, n := range a.Names() {
-		if strings.Contains(n, "language_model") || n == "lm_head.weight" {
+		if strings.Contains(n, "language_model") || hfconfig.TextModelName(n) {
 			continue
 		}
 		kept++
