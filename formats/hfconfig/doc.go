@@ -7,7 +7,8 @@
 // "gemma": GemmaForCausalLM, see gemma.go; "gemma2":
 // Gemma2ForCausalLM, see gemma2.go;
 // "gemma3_text": Gemma3ForCausalLM, see gemma3.go; and
-// the text model of "gemma3", Gemma3ForConditionalGeneration), and
+// the text model of "gemma3", Gemma3ForConditionalGeneration, and of the
+// other multimodal types below), and
 // writes config.json
 // back with every original key preserved.
 //
@@ -171,19 +172,43 @@
 // as GELU-tanh, as transformers 4.x, vLLM and llama.cpp run it).
 // use_bidirectional_attention true is refused.
 //
-// Multimodal Gemma 3 (model_type "gemma3", Gemma3ForConditionalGeneration:
-// gemma-3-4b/12b/27b): the Config is its text model's, read from the
-// required text_config as a gemma3_text config, whose omitted keys take
-// Gemma3TextConfig's defaults (vocab_size 262208, hidden_size 2304,
-// intermediate_size 9216, num_hidden_layers 26, num_attention_heads 8,
-// bos/eos/pad 2/1/0, and the defaults above); the top level's
-// torch_dtype/dtype, bos/eos/pad_token_id and quantization_config take
-// precedence. ModelType reads "gemma3_text"; Config.Multimodal reports
-// the case, Config.Outer holds the whole document, which MarshalWith
-// writes back (vision_config and all; extra keys at the top level, where
-// GPTQModel writes quantization_config). Config.TextNames maps the
-// checkpoint's tensor names (language_model.model.… before transformers
-// 4.52, model.language_model.… after) to the text model's and back.
+// Multimodal checkpoints (multimodal.go): the Config is the language
+// model's, with Config.Wrapper the checkpoint's own model_type,
+// Config.Multimodal reporting the case and Config.Outer holding the whole
+// document, which MarshalWith writes back (vision_config and all; extra
+// keys at the top level, where GPTQModel writes quantization_config, and
+// a dtype also into text_config where that names one). Config.TextNames
+// maps the checkpoint's tensor names to the text model's and back.
+//
+//   - gemma3 (Gemma3ForConditionalGeneration: gemma-3-4b/12b/27b): the
+//     required text_config as a gemma3_text config, whose omitted keys take
+//     Gemma3TextConfig's defaults (vocab_size 262208, hidden_size 2304,
+//     intermediate_size 9216, num_hidden_layers 26, num_attention_heads 8,
+//     bos/eos/pad 2/1/0, and the defaults above); the top level's
+//     torch_dtype/dtype, bos/eos/pad_token_id and quantization_config take
+//     precedence. Tensors under language_model.model.… (before
+//     transformers 4.52) or model.language_model.… (after).
+//   - mistral3 (Mistral3ForConditionalGeneration: Mistral-Small-3.1 and
+//     3.2-24B): the required text_config as a mistral config
+//     (MistralConfig's defaults; a ministral3 text model is refused), the
+//     same top-level keys and tensor layouts as gemma3.
+//   - qwen2_vl and qwen2_5_vl (Qwen2-VL, Qwen2.5-VL): a qwen2 config from
+//     text_config (qwen2_vl_text, qwen2_5_vl_text) where present, else from
+//     the top level (transformers before 4.52 wrote it flat); rope_theta
+//     and rms_norm_eps required (their text configs' defaults are not
+//     Qwen2Config's); the top level's dtype and quantization_config take
+//     precedence, its token ids and tie_word_embeddings fill in those
+//     text_config lacks. Tensors under the text model's own names beside
+//     visual.… (before 4.52) or model.language_model.… (after).
+//   - qwen3_vl (Qwen3-VL): the required text_config (qwen3_vl_text) as a
+//     qwen3 config, rope_theta and max_position_embeddings required, the
+//     top-level keys as Qwen2-VL's; tensors under model.language_model.….
+//
+// The Qwen text models' rope_scaling carries M-RoPE's mrope_section
+// (three counts summing to head_dim/2, checked) and Qwen3-VL's
+// mrope_interleaved: a text token's three positions are equal, so its
+// rotation is plain RoPE's, which the Config gives (rope type "mrope" is
+// "default").
 //
 // Per-head q/k norms (Config.QKNorm): qwen3's and gemma3_text's attention normalizes each
 // head of q and of k (RMSNorm over head_dim, weights q_norm/k_norm
