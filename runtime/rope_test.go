@@ -340,3 +340,108 @@ func TestRoPEFreqsPhi4Mini(t *testing.T) {
 		t.Error("a table over head_dim 128 from 48 factors: no error")
 	}
 }
+
+// mropeRotate rotates x (one head, head_dim channels) at the three M-RoPE
+// positions pos (temporal, height, width) as transformers does, in
+// float64: cos and sin of every position over the whole head
+// (cat(freqs, freqs)), then, for Qwen2-VL and Qwen2.5-VL
+// (apply_multimodal_rotary_pos_emb), the head's channels split into
+// sections·2 parts, part i taking position i%3's; for Qwen3-VL
+// (apply_interleaved_mrope) frequency j taking the height position where
+// j%3 == 1 and j < 3·sections[1], the width one where j%3 == 2 and
+// j < 3·sections[2], else the temporal one; then x·cos + rotate_half(x)·sin.
+func mropeRotate(x []float64, pos [3]int, theta float64, sections [3]int, interleaved bool) []float64 {
+	hd := len(x)
+	half := hd / 2
+	inv := make([]float64, half)
+	for j := range inv {
+		inv[j] = 1 / math.Pow(theta, float64(2*j)/float64(hd))
+	}
+	which := make([]int, hd) // the position each channel's angle takes
+	if interleaved {
+		for j := range half {
+			w := 0
+			for dim := 1; dim <= 2; dim++ {
+				if j%3 == dim && j < 3*sections[dim] {
+					w = dim
+				}
+			}
+			which[j], which[j+half] = w, w
+		}
+	} else {
+		c := 0
+		for i, n := range []int{sections[0], sections[1], sections[2], sections[0], sections[1], sections[2]} {
+			for range n {
+				which[c] = i % 3
+				c++
+			}
+		}
+	}
+	out := make([]float64, hd)
+	for d := range hd {
+		a := float64(pos[which[d]]) * inv[d%half]
+		var rot float64 // rotate_half: (-x2, x1)
+		if d < half {
+			rot = -x[d+half]
+		} else {
+			rot = x[d-half]
+		}
+		out[d] = x[d]*math.Cos(a) + rot*math.Sin(a)
+	}
+	return out
+}
+
+// TestMRoPETextIsRoPE checks what hfconfig relies on to run the Qwen VL
+// text models with plain RoPE: at a text token's positions (three equal
+// ones) M-RoPE, as transformers computes it for Qwen2.5-VL (sections 16,
+// 24, 24) and Qwen3-VL (24, 20, 20 interleaved), rotates a head as
+// RoPEFreqs' plain table does (within float32 rounding of the table); at
+// an image token's positions (three different ones) it does not.
+func TestMRoPETextIsRoPE(t *testing.T) {
+	const hd = 128
+	x := make([]float64, hd)
+	for i := range x {
+		x[i] = math.Sin(float64(i)*0.37) + 0.1*float64(i%5)
+	}
+	for _, tc := range []struct {
+		name        string
+		theta       float64
+		sections    [3]int
+		interleaved bool
+	}{
+		{"qwen2.5-vl", 1e6, [3]int{16, 24, 24}, false},
+		{"qwen3-vl", 5e6, [3]int{24, 20, 20}, true},
+	} {
+		freqs, err := RoPEFreqs(hd, tc.theta, hfconfig.RopeScaling{Type: hfconfig.RopeDefault})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := func(p int) []float64 {
+			out := make([]float64, hd)
+			for d := range hd {
+				a := float64(p) * float64(freqs[d%(hd/2)])
+				rot := -x[(d+hd/2)%hd]
+				if d >= hd/2 {
+					rot = x[d-hd/2]
+				}
+				out[d] = x[d]*math.Cos(a) + rot*math.Sin(a)
+			}
+			return out
+		}
+		maxDiff := func(a, b []float64) float64 {
+			m := 0.0
+			for i := range a {
+				m = math.Max(m, math.Abs(a[i]-b[i]))
+			}
+			return m
+		}
+		for _, p := range []int{0, 1, 17, 900, 4095} {
+			if d := maxDiff(mropeRotate(x, [3]int{p, p, p}, tc.theta, tc.sections, tc.interleaved), plain(p)); d > 1e-6*math.Max(1, float64(p)) {
+				t.Errorf("%s: text position %d: M-RoPE and RoPE differ by %g", tc.name, p, d)
+			}
+		}
+		if d := maxDiff(mropeRotate(x, [3]int{40, 3, 7}, tc.theta, tc.sections, tc.interleaved), plain(40)); d < 0.1 {
+			t.Errorf("%s: an image token's positions (40, 3, 7) rotate as text position 40 (difference %g): the check could not fail", tc.name, d)
+		}
+	}
+}
