@@ -1287,10 +1287,7 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 				n++
 			}
 		}
-		fmt.Fprintf(log, "convert: %s is a multimodal %s checkpoint: the GGUF file holds its text model alone, as llama.cpp's %s architecture; the vision tower and projector (%d tensors) are left out (llama.cpp reads them from a separate mmproj file, which gptqtool does not write)\n", o.In, cfg.Wrapper, gguf.Arch(cfg), n)
-		if vl := gguf.MRoPEArch(cfg); vl != "" {
-			fmt.Fprintf(log, "convert: llama.cpp's converter writes %s as its %s architecture, whose M-RoPE positions image tokens from an mmproj file; for text the two compute the same logits\n", cfg.Wrapper, vl)
-		}
+		fmt.Fprintf(log, "convert: %s is a multimodal %s checkpoint: the GGUF file holds its text model alone, as llama.cpp's %s architecture; the vision tower and projector (%d tensors) are left out (llama.cpp reads them from a separate mmproj file, which gptqtool does not write)\n", o.In, cfg.Wrapper, gguf.FileArch(cfg), n)
 	}
 	fromWeights := gguf.FromWeights(src)
 	plain := func(name string) ([]float32, []int, error) {

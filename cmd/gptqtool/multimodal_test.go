@@ -63,16 +63,16 @@ func TestMultimodalCommands(t *testing.T) {
 		{"mistral3", "4.52", "model.language_model.", "llama", func() string {
 			return fixtures.Mistral(t, with(nil), synth.Options{DType: "bf16", Seed: 5, TokenizerDir: tok})
 		}},
-		{"qwen2_vl", "4.50", "model.", "qwen2", func() string {
+		{"qwen2_vl", "4.50", "model.", "qwen2vl", func() string {
 			return fixtures.Qwen2(t, with(map[string]any{"tie_word_embeddings": false}), synth.Options{DType: "bf16", Seed: 6, TokenizerDir: tok})
 		}},
-		{"qwen2_5_vl", "4.50", "model.", "qwen2", func() string {
+		{"qwen2_5_vl", "4.50", "model.", "qwen2vl", func() string {
 			return fixtures.Qwen2(t, with(nil), synth.Options{DType: "bf16", Seed: 6, TokenizerDir: tok})
 		}},
-		{"qwen2_5_vl", "4.52", "model.language_model.", "qwen2", func() string {
+		{"qwen2_5_vl", "4.52", "model.language_model.", "qwen2vl", func() string {
 			return fixtures.Qwen2(t, with(nil), synth.Options{DType: "bf16", Seed: 6, TokenizerDir: tok})
 		}},
-		{"qwen3_vl", "4.52", "model.language_model.", "qwen3", func() string {
+		{"qwen3_vl", "4.52", "model.language_model.", "qwen3vl", func() string {
 			return fixtures.Qwen3(t, with(nil), synth.Options{DType: "bf16", Seed: 8, TokenizerDir: tok})
 		}},
 	} {
@@ -188,6 +188,7 @@ func TestMultimodalCommands(t *testing.T) {
 			}
 
 			gg := filepath.Join(t.TempDir(), "q.gguf")
+			fixtures.CopyFiles(t, q, filepath.Dir(gg), "tokenizer.json", "tokenizer_config.json") // (generate reads them beside the file)
 			_, stderr, err = run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0")
 			if err != nil {
 				t.Fatalf("convert --gguf: %v\n%s", err, stderr)
@@ -202,6 +203,9 @@ func TestMultimodalCommands(t *testing.T) {
 			defer f.Close()
 			if a, _ := gguf.Value[string](f, "general.architecture"); a != tc.arch {
 				t.Errorf("convert --gguf: general.architecture %q, want %s", a, tc.arch)
+			}
+			if _, stderr, err := run(t, "generate", "--model", gg, "--prompt", "Once upon a time", "--max-tokens", "4", "--temperature", "0", "--device", "cpu"); err != nil {
+				t.Errorf("generate on the GGUF file: %v\n%s", err, stderr)
 			}
 		})
 	}

@@ -39,23 +39,58 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // its own type's: Gemma3ForConditionalGeneration as Gemma3ForCausalLM
 // (llama.cpp's Gemma3Model registers both), Mistral3ForConditionalGeneration
 // as a llama file (its Mistral3Model is a LlamaModel), the Qwen VL ones as
-// qwen2 and qwen3 files (MRoPEArch); the vision tower goes to llama.cpp's
-// mmproj file.
+// qwen2vl and qwen3vl files (FileArch); the vision tower goes to
+// llama.cpp's mmproj file.
 var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen2MoeForCausalLM", "OlmoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM",
 	"Gemma3ForConditionalGeneration", "Mistral3ForConditionalGeneration", "Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration"}
 
-// MRoPEArch is the architecture llama.cpp's converter writes a Qwen VL
-// checkpoint's text model as ("qwen2vl" for qwen2_vl and qwen2_5_vl,
-// "qwen3vl" for qwen3_vl): Arch's qwen2 or qwen3 with M-RoPE, which
-// rotates a text token as plain RoPE does. "" for other models.
-func MRoPEArch(cfg *hfconfig.Config) string {
-	switch cfg.Wrapper {
-	case "qwen2_vl", "qwen2_5_vl":
-		return "qwen2vl"
-	case "qwen3_vl":
-		return "qwen3vl"
+// FileArch is general.architecture of cfg's file and the prefix of its
+// hyperparameter keys: Arch, but for a Qwen VL text model (a qwen2_vl,
+// qwen2_5_vl or qwen3_vl checkpoint's, hfconfig.Config.MRoPESection) the
+// architecture llama.cpp's converter writes it as, "qwen2vl" or "qwen3vl":
+// Arch's qwen2 and qwen3 graphs rotating by M-RoPE
+// (rope.dimension_sections), as an mmproj file's image tokens need. A text
+// token's positions are equal there, so qwen2vl rotates it as plain RoPE
+// does; qwen3vl's interleaved sections leave the frequency pairs past
+// 3·section (two of Qwen3-VL's 64, the slowest) to a fourth position,
+// which llama.cpp sets to 0 for text, a difference from transformers below
+// 1e-6 radians a position.
+func FileArch(cfg *hfconfig.Config) string {
+	if cfg.MRoPESection != nil {
+		switch Arch(cfg) {
+		case "qwen2":
+			return "qwen2vl"
+		case "qwen3":
+			return "qwen3vl"
+		}
 	}
-	return ""
+	return Arch(cfg)
+}
+
+// mropeKVs are a qwen2vl or qwen3vl file's M-RoPE keys, as the converter's
+// Qwen2VLModel and Qwen3VLTextModel write them: rope.dimension_sections,
+// mrope_section padded with 0 to four counts (INT32); qwen3vl's
+// n_deepstack_layers, the vision tower's deepstack_visual_indexes count.
+func mropeKVs(cfg *hfconfig.Config) []KV {
+	a := FileArch(cfg)
+	if a == Arch(cfg) {
+		return nil
+	}
+	sec := make([]int32, 4)
+	for i, n := range cfg.MRoPESection {
+		sec[i] = int32(n)
+	}
+	kvs := []KV{{a + ".rope.dimension_sections", sec}}
+	if a == "qwen3vl" {
+		n := 0
+		if vc, ok := cfg.Outer["vision_config"].(map[string]any); ok {
+			if idx, ok := vc["deepstack_visual_indexes"].([]any); ok {
+				n = len(idx)
+			}
+		}
+		kvs = append(kvs, KV{a + ".n_deepstack_layers", uint32(n)})
+	}
+	return kvs
 }
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
@@ -1326,7 +1361,7 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		}
 	}
 	kvs := []KV{
-		{"general.architecture", Arch(cfg)},
+		{"general.architecture", FileArch(cfg)},
 		{"general.type", "model"},
 		{"general.name", name},
 		{"general.file_type", fileType},
@@ -1350,7 +1385,7 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 // llamaKVs are the hyperparameters of a llama, qwen2 or qwen3 file
 // (LlamaModel's and TextModel's set_gguf_parameters).
 func llamaKVs(cfg *hfconfig.Config) []KV {
-	a := Arch(cfg) + "." // qwen2 and qwen3 take the llama keys under their own names
+	a := FileArch(cfg) + "." // qwen2 and qwen3 (and qwen2vl, qwen3vl) take the llama keys under their own names
 	kvs := []KV{
 		{a + "vocab_size", uint32(cfg.VocabSize)},
 		{a + "context_length", uint32(cfg.MaxPositionEmbeddings)},
@@ -1392,7 +1427,7 @@ func llamaKVs(cfg *hfconfig.Config) []KV {
 	if cfg.Granite != nil {
 		kvs = append(kvs, graniteKVs(cfg)...)
 	}
-	return kvs
+	return append(kvs, mropeKVs(cfg)...)
 }
 
 // phi3KVs are a phi3 file's hyperparameters, the keys

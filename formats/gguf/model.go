@@ -39,10 +39,18 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "qwen2moe" && arch != "olmoe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, qwen2moe, olmoe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
-	}
 	a := arch + "." // the hyperparameters' prefix
+	if base, ok := map[string]string{"qwen2vl": "qwen2", "qwen3vl": "qwen3"}[arch]; ok {
+		// A Qwen VL text model: qwen2's or qwen3's graph with M-RoPE, which
+		// rotates text as plain RoPE where the sections cover the head.
+		if err := f.checkMRoPE(a); err != nil {
+			return nil, err
+		}
+		arch = base
+	}
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "qwen2moe" && arch != "olmoe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen2vl, qwen3, qwen3vl, qwen3moe, qwen2moe, olmoe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
+	}
 	refuse := func(key string, v any, why string) error {
 		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
 	}
@@ -735,3 +743,34 @@ func (w *ModelWeights) f32Tensor(name string, vals []float32, shape []int) safet
 
 // IsFile reports whether path names a GGUF file by its extension.
 func IsFile(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
+
+// checkMRoPE checks a qwen2vl or qwen3vl file's rope.dimension_sections
+// (under the prefix a): four counts, the fourth 0 and the first three
+// summing to half the rotated dimension. llama.cpp then rotates a text
+// token (its three first positions equal, the fourth 0) by one position
+// in every frequency pair, plain RoPE, as transformers does (but for the
+// pairs qwen3vl's interleaving leaves to the fourth position: FileArch);
+// other counts would leave pairs unrotated.
+func (f *File) checkMRoPE(a string) error {
+	key := a + "rope.dimension_sections"
+	sec, err := Value[[]int32](f, key)
+	if err != nil {
+		if u, uerr := Value[[]uint32](f, key); uerr == nil {
+			sec, err = make([]int32, len(u)), nil
+			for i, v := range u {
+				sec[i] = int32(v)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w (an M-RoPE architecture needs its four section counts)", f.path, key, err)
+	}
+	rot, err := Value[uint32](f, a+"rope.dimension_count")
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", f.path, a+"rope.dimension_count", err)
+	}
+	if len(sec) != 4 || sec[3] != 0 || sec[0] < 0 || sec[1] < 0 || sec[2] < 0 || int(sec[0]+sec[1]+sec[2]) != int(rot)/2 {
+		return fmt.Errorf("%s: %s %v: want four counts, the last 0, the first three summing to %d (half of rope.dimension_count): other sections rotate text unlike plain RoPE: %w", f.path, key, sec, rot/2, ErrUnsupportedModel)
+	}
+	return nil
+}

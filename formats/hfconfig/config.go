@@ -104,6 +104,12 @@ type Config struct {
 	Outer map[string]any
 	// Wrapper is a multimodal config's own model_type; "" for others.
 	Wrapper string
+	// MRoPESection is a Qwen VL text model's rope_scaling.mrope_section
+	// (temporal, height, width counts of frequencies; nil for others),
+	// which plain RoPE computes for text (multimodal.go); MRoPEInterleaved
+	// is Qwen3-VL's mrope_interleaved.
+	MRoPESection     []int
+	MRoPEInterleaved bool
 }
 
 // LoadAny is Load that accepts RoPE scalings the project does not

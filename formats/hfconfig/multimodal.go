@@ -138,9 +138,10 @@ func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) 
 		}
 	}
 	var sections []int
+	var interleaved bool
 	if w.mrope {
 		var err error
-		if sections, err = mropeSections(sub, file); err != nil {
+		if sections, interleaved, err = mropeSections(sub, file); err != nil {
 			return nil, err
 		}
 	}
@@ -165,6 +166,7 @@ func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) 
 			return nil, fmt.Errorf("%s: rope_scaling.mrope_section %v: sums to %d, want head_dim/2 = %d", file, sections, sum, c.HeadDim/2)
 		}
 	}
+	c.MRoPESection, c.MRoPEInterleaved = sections, interleaved && sections != nil
 	c.File = file
 	c.Outer = raw
 	c.Wrapper = mt
@@ -175,9 +177,10 @@ func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) 
 // mropeSections reads and removes the M-RoPE keys of sub's rope_scaling
 // (or rope_parameters): mrope_section, three non-negative counts, and
 // mrope_interleaved; a type "mrope" reads as "default". It returns the
-// sections, nil where the config has none.
-func mropeSections(sub map[string]any, file string) ([]int, error) {
+// sections, nil where the config has none, and whether they interleave.
+func mropeSections(sub map[string]any, file string) ([]int, bool, error) {
 	var sections []int
+	interleaved := false
 	for _, key := range []string{"rope_scaling", "rope_parameters"} {
 		m, ok := sub[key].(map[string]any)
 		if !ok {
@@ -190,6 +193,9 @@ func mropeSections(sub map[string]any, file string) ([]int, error) {
 				m[tk] = RopeDefault // Qwen2VLConfig: "mrope" is "default"
 			}
 		}
+		if v, ok := m["mrope_interleaved"].(bool); ok && v {
+			interleaved = true
+		}
 		delete(m, "mrope_interleaved")
 		v, ok := m["mrope_section"]
 		if !ok {
@@ -198,22 +204,22 @@ func mropeSections(sub map[string]any, file string) ([]int, error) {
 		delete(m, "mrope_section")
 		list, ok := v.([]any)
 		if !ok || len(list) != 3 {
-			return nil, fmt.Errorf("%s: %s.mrope_section: got %v, want three counts (temporal, height, width)", file, key, v)
+			return nil, false, fmt.Errorf("%s: %s.mrope_section: got %v, want three counts (temporal, height, width)", file, key, v)
 		}
 		var s []int
 		for _, e := range list {
 			n, err := toInt(e)
 			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%s: %s.mrope_section: got %v, want three non-negative counts", file, key, v)
+				return nil, false, fmt.Errorf("%s: %s.mrope_section: got %v, want three non-negative counts", file, key, v)
 			}
 			s = append(s, n)
 		}
 		if sections != nil && !slices.Equal(s, sections) {
-			return nil, fmt.Errorf("%s: %s.mrope_section %v, but rope_scaling's is %v: they must agree", file, key, s, sections)
+			return nil, false, fmt.Errorf("%s: %s.mrope_section %v, but rope_scaling's is %v: they must agree", file, key, s, sections)
 		}
 		sections = s
 	}
-	return sections, nil
+	return sections, interleaved, nil
 }
 
 // Multimodal reports whether the config is a multimodal checkpoint's

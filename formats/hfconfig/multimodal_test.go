@@ -15,6 +15,7 @@ func TestMultimodalConfigs(t *testing.T) {
 	for _, tc := range []struct {
 		file, wrapper, arch string
 		want                want
+		sections            []int
 	}{
 		// Mistral-Small-3.1-24B-Instruct-2503: text_config a mistral
 		// config. Embeddings 131072·5120 = 671,088,640, untied (x2); a layer's
@@ -22,20 +23,20 @@ func TestMultimodalConfigs(t *testing.T) {
 		// 3·5120·32768 = 503,316,480, norms 10,240: 555,755,520, x40 =
 		// 22,230,220,800; final norm 5120: 23,572,403,200, Mistral-Small-24B's.
 		{"mistral-small-3.1-24b-instruct-2503.json", "mistral3", "Mistral3ForConditionalGeneration",
-			want{"mistral", 5120, 32768, 40, 32, 8, 128, 131072, 131072, 1e-5, 1e9, 0, false, "bfloat16", -1, -1, nil, 23_572_403_200}},
+			want{"mistral", 5120, 32768, 40, 32, 8, 128, 131072, 131072, 1e-5, 1e9, 0, false, "bfloat16", -1, -1, nil, 23_572_403_200}, nil},
 		// Qwen2.5-VL-7B-Instruct (transformers 4.41: flat): the text model
 		// is Qwen2.5-7B's shape, 7,615,616,512 parameters as published
 		// (embeddings 152064·3584 twice, 28 layers of 233,057,792 with the
 		// q/k/v biases, the final norm). No window: use_sliding_window false.
 		{"qwen2.5-vl-7b-instruct.json", "qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration",
-			want{"qwen2", 3584, 18944, 28, 28, 4, 128, 152064, 128000, 1e-6, 1e6, 0, false, "bfloat16", 151643, 151645, []int{151645}, 7_615_616_512}},
+			want{"qwen2", 3584, 18944, 28, 28, 4, 128, 152064, 128000, 1e-6, 1e6, 0, false, "bfloat16", 151643, 151645, []int{151645}, 7_615_616_512}, []int{16, 24, 24}},
 		// Qwen3-VL-2B-Instruct: text_config a qwen3 text model, tied.
 		// Embeddings 151936·2048 = 311,164,928; a layer's q and o
 		// 2·2048·2048, k and v 2·2048·1024, MLP 3·2048·6144, norms 2·2048,
 		// q/k norms 2·128: 50,336,000, x28 = 1,409,408,000; final norm:
 		// 1,720,574,976 (the card's 1.7B; 1.4B without embeddings).
 		{"qwen3-vl-2b-instruct.json", "qwen3_vl", "Qwen3VLForConditionalGeneration",
-			want{"qwen3", 2048, 6144, 28, 16, 8, 128, 151936, 262144, 1e-6, 5e6, 0, true, "bfloat16", 151643, 151645, []int{151645}, 1_720_574_976}},
+			want{"qwen3", 2048, 6144, 28, 16, 8, 128, 151936, 262144, 1e-6, 5e6, 0, true, "bfloat16", 151643, 151645, []int{151645}, 1_720_574_976}, []int{24, 20, 20}},
 	} {
 		t.Run(tc.wrapper, func(t *testing.T) {
 			data, err := os.ReadFile("testdata/" + tc.file)
@@ -49,8 +50,9 @@ func TestMultimodalConfigs(t *testing.T) {
 			if g := got(c); !reflect.DeepEqual(g, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", g, tc.want)
 			}
-			if !c.Multimodal() || c.Wrapper != tc.wrapper || !reflect.DeepEqual(c.Architectures, []string{tc.arch}) || !c.RopeScaling.IsDefault() {
-				t.Errorf("multimodal %v wrapper %q architectures %v rope %v", c.Multimodal(), c.Wrapper, c.Architectures, c.RopeScaling)
+			if !c.Multimodal() || c.Wrapper != tc.wrapper || !reflect.DeepEqual(c.Architectures, []string{tc.arch}) || !c.RopeScaling.IsDefault() ||
+				!reflect.DeepEqual(c.MRoPESection, tc.sections) || c.MRoPEInterleaved != (tc.wrapper == "qwen3_vl") {
+				t.Errorf("multimodal %v wrapper %q architectures %v rope %v M-RoPE %v interleaved %v", c.Multimodal(), c.Wrapper, c.Architectures, c.RopeScaling, c.MRoPESection, c.MRoPEInterleaved)
 			}
 			out, err := c.MarshalWith(map[string]any{"quantization_config": map[string]any{"bits": 4}, "torch_dtype": "float16"})
 			if err != nil {
