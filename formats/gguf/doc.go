@@ -126,6 +126,19 @@
 // key-value head count) because transformers rotates the two halves of a
 // head and llama.cpp's llama architecture adjacent pairs.
 //
+// A multimodal checkpoint's text model (hfconfig.Config.Multimodal) is
+// written as its text type's is, the vision tower and projector left to
+// llama.cpp's mmproj file: gemma3's as gemma3, mistral3's as llama; the
+// Qwen VL ones as the converter's Qwen2VLModel and Qwen3VLTextModel write
+// them (FileArch): "qwen2vl" and "qwen3vl", qwen2's and qwen3's tensors and
+// keys under those names plus rope.dimension_sections (mrope_section and
+// a 0, INT32) and qwen3vl's n_deepstack_layers. llama.cpp rotates them by
+// M-RoPE, a text token's first three positions its index and the fourth
+// 0: plain RoPE (but for the pairs qwen3vl's interleaving leaves to the
+// fourth, two of Qwen3-VL's 64, the slowest). File.HFConfig reads them
+// back as qwen2 and qwen3 with plain RoPE, checking that the sections
+// cover half the rotated dimension with the fourth 0.
+//
 // A Qwen2 model (model_type qwen2) is written as llama.cpp's "qwen2"
 // architecture (Arch), as the converter's Qwen2Model does: the same
 // tensors plus q_proj, k_proj and v_proj's biases as
