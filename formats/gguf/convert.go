@@ -744,6 +744,15 @@ func CheckModel(cfg *hfconfig.Config) error {
 			return err
 		}
 	}
+	if Arch(cfg) == "qwen2" {
+		// llama.cpp's qwen2 (and qwen2vl) loader creates attn_q as
+		// {n_embd, n_embd}: a head_dim other than hidden/heads (which
+		// transformers' Qwen2Attention takes from config.json) fails its
+		// load.
+		if err := headDimHidden(cfg, FileArch(cfg)); err != nil {
+			return err
+		}
+	}
 	if Arch(cfg) == "qwen2moe" {
 		// llama.cpp's qwen2moe creates output.weight as required (no
 		// fallback to token_embd) and its q and o weights {n_embd, n_embd}.

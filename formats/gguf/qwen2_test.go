@@ -431,3 +431,26 @@ func TestQwen2YarnRefused(t *testing.T) {
 		t.Errorf("original context %d without the key, want qwen2.context_length %d", got, base.cfg.MaxPositionEmbeddings)
 	}
 }
+
+// TestConvertQwen2HeadDim refuses a Qwen2 config whose head_dim is not
+// hidden/heads (transformers' Qwen2Attention reads it; llama.cpp's qwen2
+// loader, whose attn_q is {n_embd, n_embd}, fails on such a file: seen
+// with node-llama-cpp), naming the key; hidden/heads given explicitly
+// converts.
+func TestConvertQwen2HeadDim(t *testing.T) {
+	q2 := qwen2Checkpoint(t)
+	for _, tc := range []struct {
+		headDim int
+		refused bool
+	}{{32, true}, {16, false}} {
+		dir := fixtures.Qwen2(t, map[string]any{"vocab_size": q2.cfg.VocabSize, "head_dim": tc.headDim}, synth.Options{DType: "f32", Seed: 9, TokenizerDir: q2.dir})
+		cfg, err := hfconfig.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = gguf.CheckModel(cfg)
+		if tc.refused != (err != nil) || err != nil && (!errors.Is(err, gguf.ErrUnsupportedModel) || !strings.Contains(err.Error(), "head_dim 32")) {
+			t.Errorf("head_dim %d: %v, refused %v", tc.headDim, err, tc.refused)
+		}
+	}
+}
