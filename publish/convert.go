@@ -376,6 +376,18 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		}
 		src = fset
 	}
+	// A qwen3_vl_moe's fused experts (floating point) read as per-expert
+	// Linears, which GGUF stacks as llama.cpp's converter does; a
+	// safetensors output would have to fuse them again for transformers'
+	// Qwen3VLMoe, which is not written.
+	if x, err := fused.OpenExperts(src, cfg); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	} else if x != weights.Set(src) {
+		if o.GGUF == "" {
+			return nil, fmt.Errorf("convert: %s: a qwen3_vl_moe checkpoint whose experts are fused (mlp.experts.gate_up_proj and down_proj): %w: of its conversions only --gguf is written (quantize reads it as it is)", o.In, hfconfig.ErrUnsupported)
+		}
+		src = x
+	}
 	fromGPTQ := qconf == nil || qconf.Method == quantized.GPTQ
 	from := "" // the quant_method of an AWQ or compressed-tensors input
 	if !fromGPTQ {

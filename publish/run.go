@@ -170,6 +170,12 @@ func openModel(dir string) (*hfconfig.Config, weights.Set, error) {
 			return nil, nil, fmt.Errorf("quantize: %w", err)
 		}
 	}
+	// A qwen3_vl_moe's fused experts are quantized, and written, as
+	// per-expert Linears (GPTQModel's and vLLM's names).
+	if set, err = fused.OpenExperts(set, cfg); err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("quantize: %w", err)
+	}
 	if err := model.CheckWeights(set, cfg, nil); err != nil {
 		set.Close()
 		return nil, nil, err

@@ -231,6 +231,9 @@ func Inspect(dir string) (*Report, error) {
 			return nil, err
 		}
 	}
+	if set, err = fused.OpenExperts(set, cfg); err != nil {
+		return nil, err
+	}
 	// An AWQ or compressed-tensors checkpoint is reported as the GPTQ
 	// checkpoint it reads as (package quantized): its tensors, once
 	// checked against its config, as GPTQ's.

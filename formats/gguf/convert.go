@@ -42,13 +42,14 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // qwen2vl and qwen3vl files (FileArch); the vision tower goes to
 // llama.cpp's mmproj file.
 var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen2MoeForCausalLM", "OlmoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM",
-	"Gemma3ForConditionalGeneration", "Mistral3ForConditionalGeneration", "Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration"}
+	"Gemma3ForConditionalGeneration", "Mistral3ForConditionalGeneration", "Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration"}
 
 // FileArch is general.architecture of cfg's file and the prefix of its
 // hyperparameter keys: Arch, but for a Qwen VL text model (a qwen2_vl,
-// qwen2_5_vl or qwen3_vl checkpoint's, hfconfig.Config.MRoPESection) the
-// architecture llama.cpp's converter writes it as, "qwen2vl" or "qwen3vl":
-// Arch's qwen2 and qwen3 graphs rotating by M-RoPE
+// qwen2_5_vl, qwen3_vl or qwen3_vl_moe checkpoint's,
+// hfconfig.Config.MRoPESection) the architecture llama.cpp's converter
+// writes it as, "qwen2vl", "qwen3vl" or "qwen3vlmoe": Arch's qwen2, qwen3
+// and qwen3moe graphs rotating by M-RoPE
 // (rope.dimension_sections), as an mmproj file's image tokens need. A text
 // token's positions are equal there, so qwen2vl rotates it as plain RoPE
 // does; qwen3vl's interleaved sections leave the frequency pairs past
@@ -62,15 +63,18 @@ func FileArch(cfg *hfconfig.Config) string {
 			return "qwen2vl"
 		case "qwen3":
 			return "qwen3vl"
+		case "qwen3moe":
+			return "qwen3vlmoe"
 		}
 	}
 	return Arch(cfg)
 }
 
-// mropeKVs are a qwen2vl or qwen3vl file's M-RoPE keys, as the converter's
-// Qwen2VLModel and Qwen3VLTextModel write them: rope.dimension_sections,
-// mrope_section padded with 0 to four counts (INT32); qwen3vl's
-// n_deepstack_layers, the vision tower's deepstack_visual_indexes count.
+// mropeKVs are a qwen2vl, qwen3vl or qwen3vlmoe file's M-RoPE keys, as
+// the converter's Qwen2VLModel, Qwen3VLTextModel and Qwen3VLMoeTextModel
+// write them: rope.dimension_sections, mrope_section padded with 0 to four
+// counts (INT32); qwen3vl's and qwen3vlmoe's n_deepstack_layers, the
+// vision tower's deepstack_visual_indexes count.
 func mropeKVs(cfg *hfconfig.Config) []KV {
 	a := FileArch(cfg)
 	if a == Arch(cfg) {
@@ -81,7 +85,7 @@ func mropeKVs(cfg *hfconfig.Config) []KV {
 		sec[i] = int32(n)
 	}
 	kvs := []KV{{a + ".rope.dimension_sections", sec}}
-	if a == "qwen3vl" {
+	if a == "qwen3vl" || a == "qwen3vlmoe" {
 		n := 0
 		if vc, ok := cfg.Outer["vision_config"].(map[string]any); ok {
 			if idx, ok := vc["deepstack_visual_indexes"].([]any); ok {

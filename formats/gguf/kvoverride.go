@@ -114,7 +114,7 @@ var derivedKeys = map[string]string{
 // padding to 32 whatever the key says, which breaks the file).
 func CheckKVOverride(kv KV) error {
 	key := kv.Key
-	for _, a := range []string{"qwen2.", "qwen3.", "qwen2vl.", "qwen3vl.", "qwen3moe.", "qwen2moe.", "olmoe.", "olmo2.", "phi3.", "gemma.", "gemma2.", "gemma3.", "granite."} {
+	for _, a := range []string{"qwen2.", "qwen3.", "qwen2vl.", "qwen3vl.", "qwen3vlmoe.", "qwen3moe.", "qwen2moe.", "olmoe.", "olmo2.", "phi3.", "gemma.", "gemma2.", "gemma3.", "granite."} {
 		if rest, ok := strings.CutPrefix(key, a); ok {
 			key = "llama." + rest // the same keys under the other architectures' names (phi3's sizes cut its fused attn_qkv and ffn_up)
 		}

@@ -40,7 +40,7 @@ import (
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
 	a := arch + "." // the hyperparameters' prefix
-	if base, ok := map[string]string{"qwen2vl": "qwen2", "qwen3vl": "qwen3"}[arch]; ok {
+	if base, ok := map[string]string{"qwen2vl": "qwen2", "qwen3vl": "qwen3", "qwen3vlmoe": "qwen3moe"}[arch]; ok {
 		// A Qwen VL text model: qwen2's or qwen3's graph with M-RoPE, which
 		// rotates text as plain RoPE where the sections cover the head.
 		if err := f.checkMRoPE(a); err != nil {
@@ -49,7 +49,7 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		arch = base
 	}
 	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "qwen2moe" && arch != "olmoe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen2vl, qwen3, qwen3vl, qwen3moe, qwen2moe, olmoe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen2vl, qwen3, qwen3vl, qwen3moe, qwen3vlmoe, qwen2moe, olmoe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
 	}
 	refuse := func(key string, v any, why string) error {
 		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)

@@ -160,7 +160,7 @@ func (r *reader) slidingLayers(c *Config, pattern int) {
 // gemma3TextDefaults are Gemma3TextConfig's defaults for the keys Parse
 // otherwise requires (gemma-3-4b-it's text_config, for one, names neither
 // vocab_size nor num_attention_heads) and for its token ids.
-var gemma3TextDefaults = map[string]int{
+var gemma3TextDefaults = map[string]any{
 	"pad_token_id":        0,
 	"eos_token_id":        1,
 	"bos_token_id":        2,

@@ -31,7 +31,11 @@ import (
 //   - qwen3_vl (Qwen3VLForConditionalGeneration: Qwen3-VL-2B … 32B):
 //     text_config a qwen3 text model (qwen3_vl_text), the vision tower
 //     visual (its deepstack features are added to the hidden states of
-//     image positions alone: text runs without them).
+//     image positions alone: text runs without them);
+//   - qwen3_vl_moe (Qwen3VLMoeForConditionalGeneration: Qwen3-VL-30B-A3B,
+//     235B-A22B): text_config a qwen3_moe text model (qwen3_vl_moe_text;
+//     norm_topk_prob true where absent), whose experts a checkpoint in
+//     floating point stores fused (Config.FusedExperts; package fused).
 //
 // The Qwen text models rotate by M-RoPE: rope_scaling's mrope_section
 // splits each head's frequencies into temporal, height and width parts
@@ -52,7 +56,7 @@ import (
 type wrapper struct {
 	text      string         // the text model's model_type (Config.ModelType)
 	textTypes []string       // text_config.model_type values that name it
-	defaults  map[string]int // the text model class's defaults for keys Parse requires
+	defaults  map[string]any // the text model class's defaults for keys Parse requires or reads otherwise
 	// required are keys whose default in the text model class differs
 	// from text's (Qwen2_5_VLTextConfig's rope_theta is not Qwen2Config's):
 	// refused where absent, rather than read with the wrong default.
@@ -81,11 +85,17 @@ var wrappers = map[string]wrapper{
 		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, flat: true, mrope: true},
 	"qwen3_vl": {text: "qwen3", textTypes: []string{"qwen3_vl_text"}, required: []string{"rope_theta", "max_position_embeddings"},
 		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, mrope: true},
+	// Qwen3VLMoeTextSparseMoeBlock renormalizes the chosen experts'
+	// weights (Qwen3VLMoeTextConfig's norm_topk_prob true, where
+	// Qwen3MoeConfig's is false).
+	"qwen3_vl_moe": {text: "qwen3_moe", textTypes: []string{"qwen3_vl_moe_text"}, defaults: map[string]any{"norm_topk_prob": true},
+		required: []string{"rope_theta", "max_position_embeddings", "num_experts", "num_experts_per_tok", "moe_intermediate_size"},
+		outer:    outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, mrope: true},
 }
 
 // MultimodalTypes lists the multimodal model_type values whose text model
 // Parse reads.
-var MultimodalTypes = []string{"gemma3", "mistral3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"}
+var MultimodalTypes = []string{"gemma3", "mistral3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"}
 
 // parseWrapped parses a multimodal config (model_type mt, described by
 // w): its text model's keys (text_config, else the top level of a flat
@@ -112,7 +122,10 @@ func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) 
 	sub["model_type"] = w.text
 	for k, d := range w.defaults {
 		if _, ok := sub[k]; !ok {
-			sub[k] = json.Number(strconv.Itoa(d))
+			if n, ok := d.(int); ok {
+				d = json.Number(strconv.Itoa(n))
+			}
+			sub[k] = d
 		}
 	}
 	for _, k := range w.required {
@@ -293,3 +306,11 @@ func (c *Config) TextNames(names []string) (toText, toStored func(string) string
 	}
 	return toText, toStored, nil
 }
+
+// FusedExperts reports whether the config's checkpoints in floating point
+// store each sparse layer's experts as two 3-D tensors (a qwen3_vl_moe's
+// mlp.experts.gate_up_proj [experts, hidden, 2·moe_intermediate] and
+// down_proj [experts, moe_intermediate, hidden], as transformers'
+// Qwen3VLMoeTextExperts multiplies them), which package fused reads as
+// per-expert Linears.
+func (c *Config) FusedExperts() bool { return c.Wrapper == "qwen3_vl_moe" }

@@ -442,10 +442,12 @@ func TestGemma3EmbedScaleRounded(t *testing.T) {
 
 // TestMultimodal loads a multimodal checkpoint of each wrapper
 // (internal/fixtures.Multimodal: gemma3, mistral3, qwen2_vl, qwen2_5_vl,
-// qwen3_vl) in each of its tensor-name layouts: its text model's logits
-// equal, bit for bit, those of the same weights as a checkpoint of the text
-// type (gemma3_text, mistral, qwen2, qwen3), in fp32 and bf16 (the vision
-// tower and projector are kept, not loaded; M-RoPE rotates text as RoPE).
+// qwen3_vl, qwen3_vl_moe) in each of its tensor-name layouts: its text
+// model's logits equal, bit for bit, those of the same weights as a
+// checkpoint of the text type (gemma3_text, mistral, qwen2, qwen3,
+// qwen3_moe), in fp32 and bf16 (the vision tower and projector are kept,
+// not loaded; M-RoPE rotates text as RoPE; Qwen3-VL-MoE's fused experts
+// read as the per-expert Linears they were fused from).
 func TestMultimodal(t *testing.T) {
 	for _, tc := range []struct {
 		wrapper string
@@ -457,6 +459,7 @@ func TestMultimodal(t *testing.T) {
 		{"qwen2_vl", []string{"4.50"}, fixtures.Qwen2},
 		{"qwen2_5_vl", []string{"4.50", "4.52"}, fixtures.Qwen2},
 		{"qwen3_vl", []string{"4.52"}, fixtures.Qwen3},
+		{"qwen3_vl_moe", []string{"4.52"}, fixtures.Qwen3MoE},
 	} {
 		for _, layout := range tc.layouts {
 			t.Run(tc.wrapper+"/"+layout, func(t *testing.T) {
@@ -464,6 +467,13 @@ func TestMultimodal(t *testing.T) {
 				mm := fixtures.Multimodal(t, tc.wrapper, layout, text)
 				if err := Check(mm); err != nil {
 					t.Fatal(err)
+				}
+				if tc.wrapper == "qwen3_vl_moe" {
+					set, _ := fixtures.OpenCheckpoint(t, mm)
+					names := set.Names()
+					if !slices.Contains(names, "model.language_model.layers.1.mlp.experts.gate_up_proj") || slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, "experts.0.") }) {
+						t.Fatalf("the fixture's experts are not fused: %v", names)
+					}
 				}
 				for _, dt := range []runtime.DType{runtime.F32, runtime.BF16} {
 					var logits [2][]float32

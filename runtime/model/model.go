@@ -224,6 +224,11 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, e
 		}
 		set = fs
 	}
+	// A qwen3_vl_moe's fused experts read as per-expert Linears.
+	if set, err = fused.OpenExperts(set, cfg); err != nil {
+		st.Close()
+		return nil, nil, nil, fmt.Errorf("model: %w", err)
+	}
 	if qconf == nil {
 		return cfg, nil, set, nil
 	}
