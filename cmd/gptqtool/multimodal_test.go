@@ -75,6 +75,9 @@ func TestMultimodalCommands(t *testing.T) {
 		{"qwen3_vl", "4.52", "model.language_model.", "qwen3vl", func() string {
 			return fixtures.Qwen3(t, with(nil), synth.Options{DType: "bf16", Seed: 8, TokenizerDir: tok})
 		}},
+		{"qwen3_vl_moe", "4.52", "model.language_model.", "qwen3vlmoe", func() string {
+			return fixtures.Qwen3MoE(t, with(map[string]any{"moe_intermediate_size": 64, "mlp_only_layers": []int{}}), synth.Options{DType: "bf16", Seed: 9, TokenizerDir: tok})
+		}},
 	} {
 		t.Run(tc.wrapper+"/"+tc.layout, func(t *testing.T) {
 			textDir := tc.text()
@@ -127,7 +130,12 @@ func TestMultimodalCommands(t *testing.T) {
 				t.Errorf("quantize: text_config's dtype %v, want the top level's float16", tcfg["dtype"])
 			}
 			names := sameKept(t, mm, q)
-			for _, n := range []string{tc.lm + "layers.0.self_attn.q_proj.qweight", tc.lm + "layers.1.mlp.down_proj.scales", tc.lm + "embed_tokens.weight", tc.lm + "norm.weight"} {
+			moe := tc.wrapper == "qwen3_vl_moe" // (its fused experts quantized per expert, down_proj's K 64 in one group)
+			mlp := "layers.1.mlp.down_proj.scales"
+			if moe {
+				mlp = "layers.1.mlp.experts.15.down_proj.scales"
+			}
+			for _, n := range []string{tc.lm + "layers.0.self_attn.q_proj.qweight", tc.lm + mlp, tc.lm + "embed_tokens.weight", tc.lm + "norm.weight"} {
 				if !slices.Contains(names, n) {
 					t.Errorf("quantize: no tensor %q in %v", n, names)
 				}
@@ -163,15 +171,21 @@ func TestMultimodalCommands(t *testing.T) {
 			if _, stderr, err := run(t, "convert", "--in", q, "--out", deq, "--dequantize"); err != nil {
 				t.Fatalf("convert --dequantize: %v\n%s", err, stderr)
 			}
-			if got, want := openRaw(t, deq).Names(), openRaw(t, mm).Names(); !slices.Equal(got, want) {
+			if got, want := openRaw(t, deq).Names(), openRaw(t, mm).Names(); !moe && !slices.Equal(got, want) {
 				t.Errorf("convert --dequantize: tensors %v, the source's %v", got, want)
 			}
 			if kl := meanKL(t, "--model", deq, "--baseline", q, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl < 1e-4) {
 				t.Errorf("verify kl of the dequantized checkpoint: mean KL %g: want about 0", kl)
 			}
-			// --dtype f32 of the source: the vision tensors kept, in f32.
+			// --dtype f32 of the source: the vision tensors kept, in f32
+			// (refused for fused experts, which it would write per expert).
 			f32 := filepath.Join(t.TempDir(), "f32")
-			if _, stderr, err := run(t, "convert", "--in", mm, "--out", f32, "--dtype", "f32"); err != nil {
+			if moe {
+				if _, stderr, err := run(t, "convert", "--in", mm, "--out", f32, "--dtype", "f32"); err == nil || !strings.Contains(err.Error(), "only --gguf") {
+					t.Errorf("convert --dtype f32 of fused experts: %v, want refused\n%s", err, stderr)
+				}
+				f32 = mm
+			} else if _, stderr, err := run(t, "convert", "--in", mm, "--out", f32, "--dtype", "f32"); err != nil {
 				t.Fatalf("convert --dtype f32: %v\n%s", err, stderr)
 			}
 			a, b := openRaw(t, mm), openRaw(t, f32)
@@ -179,7 +193,7 @@ func TestMultimodalCommands(t *testing.T) {
 				t.Errorf("convert --dtype f32: tensors %v, the source's %v", b.Names(), a.Names())
 			}
 			for _, n := range b.Names() {
-				if tn, _ := b.Tensor(n); tn.DType != safetensors.F32 {
+				if tn, _ := b.Tensor(n); tn.DType != safetensors.F32 && !moe {
 					t.Errorf("convert --dtype f32: %s in %s", n, tn.DType)
 				}
 			}
@@ -206,6 +220,19 @@ func TestMultimodalCommands(t *testing.T) {
 			}
 			if _, stderr, err := run(t, "generate", "--model", gg, "--prompt", "Once upon a time", "--max-tokens", "4", "--temperature", "0", "--device", "cpu"); err != nil {
 				t.Errorf("generate on the GGUF file: %v\n%s", err, stderr)
+			}
+			if moe {
+				// The source's fused experts, stacked as llama.cpp's
+				// converter stacks them: the F32 file runs as the source.
+				gf := filepath.Join(filepath.Dir(gg), "f.gguf")
+				if _, stderr, err := run(t, "convert", "--in", mm, "--out", gf, "--gguf", "f32"); err != nil {
+					t.Fatalf("convert --gguf of fused experts: %v\n%s", err, stderr)
+				}
+				want, _ := generateJSONOut(t, append([]string{"--model", mm}, gen...)...)
+				got, stderr := generateJSONOut(t, append([]string{"--model", gf}, gen...)...)
+				if len(want.IDs) == 0 || !slices.Equal(got.IDs, want.IDs) {
+					t.Errorf("generate on the F32 GGUF of fused experts: ids %v, the checkpoint's %v\n%s", got.IDs, want.IDs, stderr)
+				}
 			}
 		})
 	}

@@ -111,7 +111,11 @@ func convertWith(t testing.TB, ck *checkpoint, typ gguf.TensorType, opts gguf.Co
 		name = opts.Mix.Name
 	}
 	path := filepath.Join(t.TempDir(), filepath.Base(ck.dir)+"-"+name+".gguf")
-	res, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, opts)
+	var w gguf.Weights = ck.set
+	if ck.cfg.FusedExperts() {
+		w = fusedView(t, ck.set, ck.cfg)
+	}
+	res, err := gguf.FromCheckpoint(path, w, ck.cfg, ck.tok, opts)
 	if err != nil {
 		t.Fatalf("convert %s to %s: %v", ck.dir, name, err)
 	}
@@ -242,6 +246,13 @@ func (w *ggufWeights) Close() error    { return nil }
 // are fused (phi3), w through package fused, which gives the parts.
 func fusedView(t testing.TB, w weights.Set, cfg *hfconfig.Config) model.Weights {
 	t.Helper()
+	if cfg.FusedExperts() {
+		x, err := fused.OpenExperts(w, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
 	mods := fused.Modules(cfg)
 	if mods == nil {
 		return w

@@ -24,15 +24,15 @@ func qwenVLCheckpoint(t *testing.T, wrapper string, base *checkpoint) *checkpoin
 	return ck
 }
 
-// TestConvertQwenVL converts the text models of Qwen2.5-VL and Qwen3-VL
-// checkpoints as llama.cpp's converter does: general.architecture qwen2vl
-// and qwen3vl with their keys under those names, rope.dimension_sections
-// the config's mrope_section padded to four (INT32), qwen3vl's
+// TestConvertQwenVL converts the text models of Qwen2.5-VL, Qwen3-VL and
+// Qwen3-VL-MoE checkpoints (the last's experts fused) as llama.cpp's
+// converter does: general.architecture qwen2vl, qwen3vl and qwen3vlmoe
+// with their keys under those names, rope.dimension_sections the config's
+// mrope_section padded to four (INT32), qwen3vl's and qwen3vlmoe's
 // n_deepstack_layers the vision tower's deepstack count; File.HFConfig
-// reads the files back as the qwen2 and qwen3 text models, whose logits on
-// the F32 file's weights are the text checkpoint's bit for bit. A file
-// whose sections would leave text frequencies to the fourth position is
-// refused.
+// reads the files back as the qwen2, qwen3 and qwen3_moe text models,
+// whose logits on the F32 file's weights are the text checkpoint's bit
+// for bit.
 func TestConvertQwenVL(t *testing.T) {
 	q2 := qwen2Checkpoint(t)
 	for _, tc := range []struct {
@@ -43,11 +43,13 @@ func TestConvertQwenVL(t *testing.T) {
 	}{
 		{"qwen2_5_vl", "qwen2vl", "qwen2", q2, []int32{2, 3, 3, 0}, nil},
 		{"qwen3_vl", "qwen3vl", "qwen3", qwen3Checkpoint(t, nil), []int32{4, 6, 6, 0}, map[string]any{"qwen3vl.n_deepstack_layers": uint32(1)}},
+		{"qwen3_vl_moe", "qwen3vlmoe", "qwen3_moe", moeCheckpoint(t, "qwen3_moe", map[string]any{"mlp_only_layers": []int{}, "rope_theta": 1e6}), []int32{4, 6, 6, 0},
+			map[string]any{"qwen3vlmoe.n_deepstack_layers": uint32(1), "qwen3vlmoe.expert_count": uint32(16)}},
 	} {
 		t.Run(tc.wrapper, func(t *testing.T) {
 			ck := qwenVLCheckpoint(t, tc.wrapper, tc.base)
 			c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-			want := map[string]any{"general.architecture": tc.arch, tc.arch + ".block_count": uint32(2), tc.arch + ".rope.freq_base": float32(1e6)}
+			want := map[string]any{"general.architecture": tc.arch, tc.arch + ".block_count": uint32(tc.base.cfg.NumHiddenLayers), tc.arch + ".rope.freq_base": float32(1e6)}
 			for k, v := range tc.extra {
 				want[k] = v
 			}
@@ -59,7 +61,7 @@ func TestConvertQwenVL(t *testing.T) {
 			if got, err := gguf.Value[[]int32](c.file, tc.arch+".rope.dimension_sections"); err != nil || !slices.Equal(got, tc.sections) {
 				t.Errorf("rope.dimension_sections %v (%v), want %v", got, err, tc.sections)
 			}
-			if _, ok := c.file.Get(tc.text + ".block_count"); ok {
+			if _, ok := c.file.Get(gguf.Arch(tc.base.cfg) + ".block_count"); ok {
 				t.Errorf("%s.* keys in a %s file", tc.text, tc.arch)
 			}
 			hc, err := c.file.HFConfig()
@@ -70,6 +72,9 @@ func TestConvertQwenVL(t *testing.T) {
 				t.Errorf("HFConfig: model_type %s, multimodal %v: want the %s text model", hc.ModelType, hc.Multimodal(), tc.text)
 			}
 			prompts := qwen2Prompts(t, ck.tok)
+			if tc.wrapper == "qwen3_vl_moe" {
+				prompts = [][]int{{1, 415, 2936, 9060, 285, 1142}, {1, 330, 4088, 302, 4843}} // (openchat-tiny's vocabulary)
+			}
 			m, err := model.FromWeights(tc.base.set, tc.base.cfg, nil, cpu.New(0))
 			if err != nil {
 				t.Fatal(err)
@@ -85,7 +90,7 @@ func TestConvertQwenVL(t *testing.T) {
 	}
 }
 
-// TestLlamaCppQwenVL loads the qwen2vl and qwen3vl files of
+// TestLlamaCppQwenVL loads the qwen2vl, qwen3vl and qwen3vlmoe files of
 // TestConvertQwenVL in llama.cpp (node-llama-cpp), which rotates by
 // M-RoPE with a text token's positions (the first three its index, the
 // fourth 0), and compares its next-token log-probabilities with our
@@ -109,4 +114,16 @@ func TestLlamaCppQwenVL(t *testing.T) {
 			llamaCppMatches(t, node, ck, qwen2Prompts(t, ck.tok), nil, "")
 		})
 	}
+	// qwen3vlmoe: its F32 file (the fused experts stacked) against our
+	// runtime on the checkpoint (TestLlamaCppMoE covers qwen3moe's
+	// quantized experts).
+	t.Run("qwen3_vl_moe", func(t *testing.T) {
+		ck := qwenVLCheckpoint(t, "qwen3_vl_moe", moeCheckpoint(t, "qwen3_moe", map[string]any{"mlp_only_layers": []int{}}))
+		prompts := [][]int{{1, 415, 2936, 9060, 285, 1142}, {1, 330, 4088, 302, 4843}} // (openchat-tiny's vocabulary)
+		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
+		resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 64, Logits: prompts}}})
+		m := loadRuntime(t, fusedView(t, ck.set, ck.cfg), ck.cfg)
+		d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
+		llamaTolerances[gguf.TypeF32].check(t, "llama.cpp's qwen3vlmoe F32 file vs our runtime on the checkpoint", d)
+	})
 }

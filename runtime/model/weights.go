@@ -438,8 +438,8 @@ func sequential(l *gptq.Linear, cols []int32) (*runtime.QuantWeight, error) {
 	K, N := l.K, l.N
 	G := gptq.Groups(K, l.GroupSize)
 	gs := l.GroupSize
-	if gs == -1 {
-		gs = K
+	if gs == -1 || gs > K {
+		gs = K // one group (a group size past K, as of a narrow expert's down_proj, holds every input)
 	}
 	perm := make([]int32, K)
 	for i := range perm {
