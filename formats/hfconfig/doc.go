@@ -203,6 +203,10 @@
 //   - qwen3_vl (Qwen3-VL): the required text_config (qwen3_vl_text) as a
 //     qwen3 config, rope_theta and max_position_embeddings required, the
 //     top-level keys as Qwen2-VL's; tensors under model.language_model.….
+//   - qwen3_vl_moe (Qwen3-VL-MoE): text_config (qwen3_vl_moe_text) as a
+//     qwen3_moe config, norm_topk_prob true where absent, rope_theta,
+//     max_position_embeddings and the expert counts and size required;
+//     its floating-point checkpoints' experts fused (Config.FusedExperts).
 //
 // The Qwen text models' rope_scaling carries M-RoPE's mrope_section
 // (three counts summing to head_dim/2, checked) and Qwen3-VL's
