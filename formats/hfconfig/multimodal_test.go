@@ -37,6 +37,14 @@ func TestMultimodalConfigs(t *testing.T) {
 		// 1,720,574,976 (the card's 1.7B; 1.4B without embeddings).
 		{"qwen3-vl-2b-instruct.json", "qwen3_vl", "Qwen3VLForConditionalGeneration",
 			want{"qwen3", 2048, 6144, 28, 16, 8, 128, 151936, 262144, 1e-6, 5e6, 0, true, "bfloat16", 151643, 151645, []int{151645}, 1_720_574_976}, []int{24, 20, 20}},
+		// Qwen3-VL-30B-A3B-Instruct: text_config a qwen3_moe text model,
+		// 128 experts of 768, 8 a token. A layer's attention 2·2048·4096 +
+		// 2·2048·512 = 18,874,368, q/k norms 256, norms 4096, router
+		// 128·2048 = 262,144, experts 128·3·2048·768 = 603,979,776:
+		// 623,120,640, x48 = 29,909,790,720; embeddings 151936·2048 twice,
+		// the final norm: 30,532,122,624, Qwen3-30B-A3B's.
+		{"qwen3-vl-30b-a3b-instruct.json", "qwen3_vl_moe", "Qwen3VLMoeForConditionalGeneration",
+			want{"qwen3_moe", 2048, 6144, 48, 32, 4, 128, 151936, 262144, 1e-6, 5e6, 0, false, "bfloat16", 151643, 151645, []int{151645}, 30_532_122_624}, []int{24, 20, 20}},
 	} {
 		t.Run(tc.wrapper, func(t *testing.T) {
 			data, err := os.ReadFile("testdata/" + tc.file)
@@ -51,7 +59,7 @@ func TestMultimodalConfigs(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", g, tc.want)
 			}
 			if !c.Multimodal() || c.Wrapper != tc.wrapper || !reflect.DeepEqual(c.Architectures, []string{tc.arch}) || !c.RopeScaling.IsDefault() ||
-				!reflect.DeepEqual(c.MRoPESection, tc.sections) || c.MRoPEInterleaved != (tc.wrapper == "qwen3_vl") {
+				!reflect.DeepEqual(c.MRoPESection, tc.sections) || c.MRoPEInterleaved != strings.HasPrefix(tc.wrapper, "qwen3_vl") {
 				t.Errorf("multimodal %v wrapper %q architectures %v rope %v M-RoPE %v interleaved %v", c.Multimodal(), c.Wrapper, c.Architectures, c.RopeScaling, c.MRoPESection, c.MRoPEInterleaved)
 			}
 			out, err := c.MarshalWith(map[string]any{"quantization_config": map[string]any{"bits": 4}, "torch_dtype": "float16"})
@@ -63,7 +71,8 @@ func TestMultimodalConfigs(t *testing.T) {
 				t.Fatal(err)
 			}
 			if back.DType != "float16" || string(back.QuantizationConfig) != `{"bits":4}` || !reflect.DeepEqual(back.Outer["vision_config"], c.Outer["vision_config"]) ||
-				back.Wrapper != tc.wrapper || back.NumParameters() != c.NumParameters() {
+				back.Wrapper != tc.wrapper || back.NumParameters() != c.NumParameters() || c.FusedExperts() != (tc.wrapper == "qwen3_vl_moe") ||
+				c.FusedExperts() && (c.MoE.Experts != 128 || c.MoE.TopK != 8 || c.MoE.ExpertSize != 768 || !c.MoE.NormTopK) {
 				t.Errorf("written back:\n%s", out)
 			}
 		})
