@@ -672,6 +672,21 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		for _, k := range cfg.DTypeKeys() {
 			extra[k] = torchDType
 		}
+		// The vision tensors are converted too: a vision_config that
+		// names its dtype says the new one (transformers loads each
+		// sub-model in its config's dtype).
+		if vc, ok := cfg.Outer["vision_config"].(map[string]any); ok {
+			vc = maps.Clone(vc)
+			named := false
+			for _, k := range []string{"dtype", "torch_dtype"} {
+				if _, ok := vc[k]; ok {
+					vc[k], named = torchDType, true
+				}
+			}
+			if named {
+				extra["vision_config"] = vc
+			}
+		}
 	}
 	var qcOut *gptq.QuantizeConfig
 	var qcExtraOut map[string]any

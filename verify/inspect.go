@@ -83,6 +83,10 @@ type Report struct {
 	// qwen2_vl, qwen2_5_vl, qwen3_vl), whose language model ModelType
 	// names; "" (absent) for other models.
 	Wrapper string `json:"multimodal_type,omitempty"`
+	// QueryScale is a ministral3 text model's position-dependent query
+	// scale (llama_4_scaling_beta), whose positions past its original
+	// length are not run: MaxPositionEmbeddings is capped there.
+	QueryScale *hfconfig.QueryScale `json:"query_scale,omitempty"`
 	// TensorElements is the sum of the stored tensors' element counts; equal
 	// to NumParameters for an unquantized checkpoint.
 	TensorElements int64          `json:"tensor_elements"`
@@ -256,7 +260,7 @@ func Inspect(dir string) (*Report, error) {
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
 		LayerTypes: cfg.LayerTypes, RopeLocalBaseFreq: cfg.RopeLocalTheta, QueryPreAttnScalar: cfg.QueryPreAttnScalar,
 		AttnLogitSoftcapping: cfg.AttnSoftcap, FinalLogitSoftcapping: cfg.FinalSoftcap,
-		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{}, MoE: moeOf(cfg), Wrapper: cfg.Wrapper,
+		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{}, MoE: moeOf(cfg), Wrapper: cfg.Wrapper, QueryScale: cfg.QueryScale,
 	}
 	if cfg.Gemma1() {
 		r.QueryPreAttnScalar = 0

@@ -119,6 +119,9 @@ func printReport(w io.Writer, r *verify.Report) {
 		sw = fmt.Sprintf("%s in %d of %d layers (%sthe others full attention)", sw, n, len(r.LayerTypes), local)
 	}
 	fmt.Fprintf(w, "  context        %d positions, rope_theta %g%s, sliding window %s\n", r.MaxPositionEmbeddings, r.RopeTheta, rope, sw)
+	if q := r.QueryScale; q != nil {
+		fmt.Fprintf(w, "                 of max_position_embeddings %d: queries past position %d are scaled by 1 + %g·ln(1 + ⌊p/%d⌋) (llama_4_scaling_beta), which is not run\n", q.Declared, q.Original, q.Beta, q.Original)
+	}
 	if r.QueryPreAttnScalar > 0 {
 		fmt.Fprintf(w, "  attention      scores scaled by query_pre_attn_scalar %g^-0.5\n", r.QueryPreAttnScalar)
 	}

@@ -199,6 +199,8 @@ func TestMultimodalCommands(t *testing.T) {
 			}
 			if cfg := readConfig(t, f32); cfg["vision_config"] == nil || cfg["model_type"] != tc.wrapper {
 				t.Errorf("convert --dtype f32: config %v", cfg)
+			} else if vc := cfg["vision_config"].(map[string]any); vc["torch_dtype"] != nil && vc["torch_dtype"] != "float32" && !moe {
+				t.Errorf("convert --dtype f32: vision_config's torch_dtype %v, want float32", vc["torch_dtype"])
 			}
 
 			gg := filepath.Join(t.TempDir(), "q.gguf")

@@ -775,6 +775,12 @@ func CheckModel(cfg *hfconfig.Config) error {
 	if cfg.HeadDim%2 != 0 {
 		return fmt.Errorf("%s: head_dim %d: %w (RoPE needs an even head size)", cfg.File, cfg.HeadDim, ErrUnsupportedModel)
 	}
+	if q := cfg.QueryScale; q != nil {
+		// llama.cpp's converter writes Ministral 3 as its mistral3
+		// architecture, which carries the scale; a llama file would run
+		// past original_max_position_embeddings without it.
+		return fmt.Errorf("%s: llama_4_scaling_beta %g: a query scale past %d positions, which a llama file does not carry (llama.cpp's mistral3 architecture, not written): %w", cfg.File, q.Beta, q.Original, ErrUnsupportedModel)
+	}
 	// RoPE scaling as convert_hf_to_gguf.py writes it: linear as
 	// {arch}.rope.scaling.type and .factor, llama3 as the rope_freqs
 	// tensor (ropeFreqFactors), yarn as its keys (yarnKVs); nothing else.
@@ -786,13 +792,13 @@ func CheckModel(cfg *hfconfig.Config) error {
 	// rope_factors_long/short tensors); phi3's graph has no other scaling
 	// that config.json can ask for (hfconfig refuses the others for phi3).
 	if (s.Type == hfconfig.RopeLongrope) != (Arch(cfg) == "phi3") && !s.IsDefault() {
-		return fmt.Errorf("%s: rope scaling %s: llama.cpp's %s architecture does not compute it (longrope is its phi3 architecture's, and that one's only scaling): %w", cfg.File, s, Arch(cfg), ErrUnsupportedModel)
+		return fmt.Errorf("%s: rope scaling %s: llama.cpp's %s architecture does not compute it (longrope is its phi3 architecture's, and that one's only scaling): %w", cfg.File, s, FileArch(cfg), ErrUnsupportedModel)
 	}
 	if s.Type == hfconfig.RopeLlama3 && Arch(cfg) != "llama" {
 		// rope_freqs is no tensor of llama.cpp's qwen2 or qwen3
 		// architecture (LLM_TENSOR_NAMES): its loader would refuse the
 		// file for a tensor it did not create.
-		return fmt.Errorf("%s: rope scaling %s: llama.cpp's %s architecture has no rope_freqs tensor to carry it: %w", cfg.File, s, Arch(cfg), ErrUnsupportedModel)
+		return fmt.Errorf("%s: rope scaling %s: llama.cpp's %s architecture has no rope_freqs tensor to carry it: %w", cfg.File, s, FileArch(cfg), ErrUnsupportedModel)
 	}
 	if s.Type == hfconfig.RopeYarn {
 		// llama.cpp's llama and qwen2 graphs take yarn's betas from its
@@ -802,7 +808,7 @@ func CheckModel(cfg *hfconfig.Config) error {
 		// would run as another model there.
 		switch {
 		case s.BetaFast != hfconfig.YarnBetaFast || s.BetaSlow != hfconfig.YarnBetaSlow:
-			return fmt.Errorf("%s: rope scaling %s: beta_fast %g and beta_slow %g, but llama.cpp runs a %s file's yarn with 32 and 1: %w", cfg.File, s, s.BetaFast, s.BetaSlow, Arch(cfg), ErrUnsupportedModel)
+			return fmt.Errorf("%s: rope scaling %s: beta_fast %g and beta_slow %g, but llama.cpp runs a %s file's yarn with 32 and 1: %w", cfg.File, s, s.BetaFast, s.BetaSlow, FileArch(cfg), ErrUnsupportedModel)
 		case !s.Truncate:
 			return fmt.Errorf("%s: rope scaling %s: truncate false, but llama.cpp rounds yarn's correction range out: %w", cfg.File, s, ErrUnsupportedModel)
 		}
@@ -860,14 +866,14 @@ func checkMoE(cfg *hfconfig.Config) error {
 				dense = append(dense, strconv.Itoa(li))
 			}
 		}
-		return fmt.Errorf("%s: model_type %q: layers %s have a dense MLP (mlp_only_layers, decoder_sparse_step), but llama.cpp's %s architecture makes every layer a mixture of experts: %w", cfg.File, cfg.ModelType, strings.Join(dense, ", "), Arch(cfg), ErrUnsupportedModel)
+		return fmt.Errorf("%s: model_type %q: layers %s have a dense MLP (mlp_only_layers, decoder_sparse_step), but llama.cpp's %s architecture makes every layer a mixture of experts: %w", cfg.File, cfg.ModelType, strings.Join(dense, ", "), FileArch(cfg), ErrUnsupportedModel)
 	}
 	never := Arch(cfg) == "qwen2moe" || Arch(cfg) == "olmoe"
 	if never && m.NormTopK {
-		return fmt.Errorf("%s: model_type %q: norm_topk_prob true, but llama.cpp's %s architecture never renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
+		return fmt.Errorf("%s: model_type %q: norm_topk_prob true, but llama.cpp's %s architecture never renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, FileArch(cfg), ErrUnsupportedModel)
 	}
 	if !never && !m.NormTopK {
-		return fmt.Errorf("%s: model_type %q: norm_topk_prob false, but llama.cpp's %s architecture always renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
+		return fmt.Errorf("%s: model_type %q: norm_topk_prob false, but llama.cpp's %s architecture always renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, FileArch(cfg), ErrUnsupportedModel)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "mixtral", "qwen3_moe", "qwen2_moe", "olmoe"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "mixtral", "qwen3_moe", "qwen2_moe", "olmoe", "ministral3"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -104,6 +104,9 @@ type Config struct {
 	Outer map[string]any
 	// Wrapper is a multimodal config's own model_type; "" for others.
 	Wrapper string
+	// QueryScale is a ministral3 text model's position-dependent query
+	// scale, nil where it has none (or its beta is 0).
+	QueryScale *QueryScale
 	// MRoPESection is a Qwen VL text model's rope_scaling.mrope_section
 	// (temporal, height, width counts of frequencies; nil for others),
 	// which plain RoPE computes for text (multimodal.go); MRoPEInterleaved
@@ -175,6 +178,14 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	if w, ok := wrappers[c.ModelType]; ok && r.err == nil {
 		return parseWrapped(raw, file, c.ModelType, w, anyRoPE)
 	}
+	ministral3 := c.ModelType == "ministral3"
+	if ministral3 {
+		// Ministral3ForCausalLM (Ministral 3, Devstral 2; Mistral 3's text
+		// model): Mistral's layers, RoPE from rope_parameters, queries
+		// scaled by position past original_max_position_embeddings
+		// (QueryScale).
+		c.ModelType = "mistral"
+	}
 	if r.err == nil && !isSupported(c.ModelType) {
 		return nil, fmt.Errorf("%s: model_type %q: %w (supported: %s; the text models of %s)", file, c.ModelType, ErrUnsupported, strings.Join(SupportedModelTypes, ", "), strings.Join(MultimodalTypes, ", "))
 	}
@@ -197,6 +208,11 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		maxPosDefault, epsDefault = 4096, 1e-5
 	case "mistral":
 		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
+		if ministral3 {
+			// Ministral3Config: max_position_embeddings 262144,
+			// rms_norm_eps 1e-5, sliding_window None.
+			maxPosDefault, swDefault, epsDefault = 262144, 0, 1e-5
+		}
 	case "mixtral":
 		// MixtralConfig: num_key_value_heads 8, max_position_embeddings
 		// 4096*32, rms_norm_eps 1e-5, sliding_window None.
@@ -306,6 +322,9 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		r.gemma3(c)
 	}
 	r.rope(c)
+	if ministral3 {
+		r.queryScale(c)
+	}
 	partial, partialKey := r.partialRotary()
 	if q, ok := raw["quantization_config"]; ok && q != nil {
 		if _, isObj := q.(map[string]any); !isObj {
@@ -610,7 +629,7 @@ func (c *Config) DTypeKeys() []string {
 }
 
 // MarshalWith renders config.json: the original keys of Raw (Outer where
-// set: a multimodal Gemma 3's whole document) plus extra (which
+// set: a multimodal checkpoint's whole document) plus extra (which
 // override keys of the same name), like transformers' to_json_string: keys
 // sorted at every level (extra values included), 2-space indent, non-ASCII
 // escaped, trailing newline. A nil value in extra writes null; Remove drops
@@ -1591,4 +1610,51 @@ func ParseGeneration(data []byte, file string) (*GenerationConfig, error) {
 		return nil, r.err
 	}
 	return g, nil
+}
+
+// QueryScale is Ministral 3's attention temperature (transformers'
+// get_llama_4_attn_scale): the query at position p is multiplied by
+// 1 + Beta·ln(1 + floor(p / Original)), Original the RoPE block's
+// original_max_position_embeddings. Below Original the factor is exactly 1,
+// and the runtime runs no further: Parse sets MaxPositionEmbeddings to
+// min(Declared, Original), Declared being config.json's
+// max_position_embeddings (written back unchanged).
+type QueryScale struct {
+	Beta     float64
+	Original int
+	Declared int
+}
+
+// queryScale reads a ministral3 text model's llama_4_scaling_beta from its
+// RoPE block (rope_parameters or rope_scaling) and, where it is not 0,
+// caps the context at the positions the scale leaves at 1 (QueryScale).
+func (r *reader) queryScale(c *Config) {
+	if r.err != nil || r.ropeKey == "" {
+		return
+	}
+	m, _ := r.m[r.ropeKey].(map[string]any)
+	v, ok := m["llama_4_scaling_beta"]
+	if !ok || v == nil {
+		return
+	}
+	beta, err := toFloat(v)
+	if err != nil || beta < 0 || math.IsNaN(beta) || math.IsInf(beta, 0) {
+		r.fail("%s.llama_4_scaling_beta: got %v, want a non-negative number", r.ropeKey, v)
+		return
+	}
+	if beta == 0 {
+		return
+	}
+	orig := c.RopeScaling.OriginalMaxPositionEmbeddings
+	if o, ok := m["original_max_position_embeddings"]; ok && o != nil {
+		if n, err := toInt(o); err == nil {
+			orig = n
+		}
+	}
+	if orig <= 0 {
+		r.fail("%s.llama_4_scaling_beta %g: missing original_max_position_embeddings, the positions the query scale counts in", r.ropeKey, beta)
+		return
+	}
+	c.QueryScale = &QueryScale{Beta: beta, Original: orig, Declared: c.MaxPositionEmbeddings}
+	c.MaxPositionEmbeddings = min(c.MaxPositionEmbeddings, orig)
 }

@@ -54,9 +54,9 @@ import (
 
 // wrapper describes one multimodal model_type.
 type wrapper struct {
-	text      string         // the text model's model_type (Config.ModelType)
-	textTypes []string       // text_config.model_type values that name it
-	defaults  map[string]any // the text model class's defaults for keys Parse requires or reads otherwise
+	text      string            // the text model's model_type where text_config names none
+	textTypes map[string]string // text_config.model_type values, and the model_type each is read as
+	defaults  map[string]any    // the text model class's defaults for keys Parse requires or reads otherwise
 	// required are keys whose default in the text model class differs
 	// from text's (Qwen2_5_VLTextConfig's rope_theta is not Qwen2Config's):
 	// refused where absent, rather than read with the wrong default.
@@ -75,22 +75,28 @@ type wrapper struct {
 var outerKeys = []string{"torch_dtype", "dtype", "quantization_config"}
 
 var wrappers = map[string]wrapper{
-	"gemma3": {text: "gemma3_text", textTypes: []string{"gemma3_text"}, defaults: gemma3TextDefaults,
+	"gemma3": {text: "gemma3_text", textTypes: map[string]string{"gemma3_text": "gemma3_text"}, defaults: gemma3TextDefaults,
 		outer: append(slices.Clone(outerKeys), "bos_token_id", "eos_token_id", "pad_token_id"), legacy: "language_model."},
-	"mistral3": {text: "mistral", textTypes: []string{"mistral"},
+	"mistral3": {text: "mistral", textTypes: map[string]string{"mistral": "mistral", "ministral3": "ministral3"},
 		outer: append(slices.Clone(outerKeys), "bos_token_id", "eos_token_id", "pad_token_id"), legacy: "language_model."},
-	"qwen2_vl": {text: "qwen2", textTypes: []string{"qwen2_vl_text"}, required: []string{"rope_theta", "rms_norm_eps"},
-		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, flat: true, mrope: true},
-	"qwen2_5_vl": {text: "qwen2", textTypes: []string{"qwen2_5_vl_text"}, required: []string{"rope_theta", "rms_norm_eps"},
-		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, flat: true, mrope: true},
-	"qwen3_vl": {text: "qwen3", textTypes: []string{"qwen3_vl_text"}, required: []string{"rope_theta", "max_position_embeddings"},
-		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, mrope: true},
+	// (Qwen2VLTextConfig's and Qwen2_5_VLTextConfig's defaults are the
+	// 72B model's: 8 KV heads, rope_theta 1e6, where Qwen2Config's are 32
+	// and 1e4; tie_word_embeddings false in each text config, which
+	// transformers ties by.)
+	"qwen2_vl": {text: "qwen2", textTypes: map[string]string{"qwen2_vl_text": "qwen2", "qwen2": "qwen2"}, required: []string{"rope_theta", "rms_norm_eps", "num_key_value_heads"},
+		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id"}, flat: true, mrope: true},
+	"qwen2_5_vl": {text: "qwen2", textTypes: map[string]string{"qwen2_5_vl_text": "qwen2", "qwen2": "qwen2"}, required: []string{"rope_theta", "rms_norm_eps", "num_key_value_heads"},
+		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id"}, flat: true, mrope: true},
+	// (Qwen3VLTextConfig: rope_theta 5e6 and max_position_embeddings
+	// 128000 where Qwen3Config's are 1e4 and 40960.)
+	"qwen3_vl": {text: "qwen3", textTypes: map[string]string{"qwen3_vl_text": "qwen3", "qwen3": "qwen3"}, defaults: map[string]any{"rope_theta": 5000000, "max_position_embeddings": 128000},
+		outer: outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id"}, mrope: true},
 	// Qwen3VLMoeTextSparseMoeBlock renormalizes the chosen experts'
 	// weights (Qwen3VLMoeTextConfig's norm_topk_prob true, where
 	// Qwen3MoeConfig's is false).
-	"qwen3_vl_moe": {text: "qwen3_moe", textTypes: []string{"qwen3_vl_moe_text"}, defaults: map[string]any{"norm_topk_prob": true},
-		required: []string{"rope_theta", "max_position_embeddings", "num_experts", "num_experts_per_tok", "moe_intermediate_size"},
-		outer:    outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}, mrope: true},
+	"qwen3_vl_moe": {text: "qwen3_moe", textTypes: map[string]string{"qwen3_vl_moe_text": "qwen3_moe", "qwen3_moe": "qwen3_moe"}, defaults: map[string]any{"norm_topk_prob": true},
+		required: []string{"rope_theta", "max_position_embeddings", "num_experts", "num_experts_per_tok", "moe_intermediate_size", "num_key_value_heads"},
+		outer:    outerKeys, fallback: []string{"bos_token_id", "eos_token_id", "pad_token_id"}, mrope: true},
 }
 
 // MultimodalTypes lists the multimodal model_type values whose text model
@@ -103,23 +109,28 @@ var MultimodalTypes = []string{"gemma3", "mistral3", "qwen2_vl", "qwen2_5_vl", "
 // over them; Outer keeps the whole document.
 func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) (*Config, error) {
 	var sub map[string]any
-	switch v, ok := raw["text_config"]; {
-	case ok && v != nil:
+	text := w.text
+	nested := raw["text_config"] != nil
+	switch v := raw["text_config"]; {
+	case nested:
 		tc, ok := v.(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("%s: text_config: got %s, want an object", file, jsonKind(v))
 		}
-		if t, ok := tc["model_type"]; ok && t != w.text && !slices.Contains(w.textTypes, fmt.Sprint(t)) {
-			return nil, fmt.Errorf("%s: text_config.model_type %v: %w (%s's text model is %s)", file, t, ErrUnsupported, mt, strings.Join(w.textTypes, " or "))
+		if t, ok := tc["model_type"]; ok {
+			if text, ok = w.textTypes[fmt.Sprint(t)]; !ok {
+				return nil, fmt.Errorf("%s: text_config.model_type %v: %w (%s's text model is %s)", file, t, ErrUnsupported, mt, strings.Join(slices.Sorted(maps.Keys(w.textTypes)), " or "))
+			}
 		}
 		sub = maps.Clone(tc)
 	case w.flat:
 		sub = maps.Clone(raw)
 		delete(sub, "vision_config")
+		delete(sub, "text_config")
 	default:
 		return nil, fmt.Errorf("%s: model_type %q: missing required key \"text_config\" (the text model's config)", file, mt)
 	}
-	sub["model_type"] = w.text
+	sub["model_type"] = text
 	for k, d := range w.defaults {
 		if _, ok := sub[k]; !ok {
 			if n, ok := d.(int); ok {
@@ -129,8 +140,8 @@ func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) 
 		}
 	}
 	for _, k := range w.required {
-		if v, ok := sub[k]; !ok || v == nil {
-			return nil, fmt.Errorf("%s: model_type %q: missing required key %q (the text model's default is not %s's)", file, mt, k, w.text)
+		if v, ok := sub[k]; (!ok || v == nil) && !(k == "rope_theta" && ropeTheta(sub)) {
+			return nil, fmt.Errorf("%s: model_type %q: missing required key %q (the text model's default is not %s's)", file, mt, k, text)
 		}
 	}
 	if _, ok := raw["dtype"]; ok {
@@ -163,7 +174,7 @@ func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) 
 		return nil, fmt.Errorf("%s: text_config: %w", file, err)
 	}
 	name := file + ": text_config"
-	if _, ok := raw["text_config"]; !ok {
+	if !nested {
 		name = file
 	}
 	c, err := parse(data, name, anyRoPE)
@@ -266,18 +277,26 @@ func (c *Config) TextNames(names []string) (toText, toStored func(string) string
 	}
 	w := wrappers[c.Wrapper]
 	var stored, head string // the text model's prefix of "model." and "lm_head."
+	var newer, older string // a tensor of each layout
 	for _, n := range names {
-		if strings.HasPrefix(n, "model.language_model.") {
-			stored, head = "model.language_model.", "lm_head."
-			break
+		switch {
+		case strings.HasPrefix(n, "model.language_model."):
+			newer = n
+		case w.legacy != "" && strings.HasPrefix(n, w.legacy):
+			older = n
+		case w.legacy == "" && (strings.HasPrefix(n, "model.layers.") || strings.HasPrefix(n, "model.embed_tokens.")):
+			older = n
 		}
-		if w.legacy != "" && strings.HasPrefix(n, w.legacy) {
-			stored, head = w.legacy+"model.", w.legacy+"lm_head."
-			break
-		}
-		if w.legacy == "" && (strings.HasPrefix(n, "model.layers.") || strings.HasPrefix(n, "model.embed_tokens.")) {
-			stored, head = "model.", "lm_head."
-		}
+	}
+	switch {
+	case newer != "" && older != "":
+		return nil, nil, fmt.Errorf("%s: model_type %q: tensors of two layouts, %q and %q: want the text model under one prefix", c.File, c.Wrapper, older, newer)
+	case newer != "":
+		stored, head = "model.language_model.", "lm_head."
+	case older != "" && w.legacy != "":
+		stored, head = w.legacy+"model.", w.legacy+"lm_head."
+	case older != "":
+		stored, head = "model.", "lm_head."
 	}
 	if stored == "" {
 		old := w.legacy + "model."
@@ -314,3 +333,14 @@ func (c *Config) TextNames(names []string) (toText, toStored func(string) string
 // Qwen3VLMoeTextExperts multiplies them), which package fused reads as
 // per-expert Linears.
 func (c *Config) FusedExperts() bool { return c.Wrapper == "qwen3_vl_moe" }
+
+// ropeTheta reports whether the text model's RoPE block (transformers
+// 5.x's rope_parameters, or rope_scaling) gives its rope_theta.
+func ropeTheta(sub map[string]any) bool {
+	for _, key := range []string{"rope_parameters", "rope_scaling"} {
+		if m, ok := sub[key].(map[string]any); ok && m["rope_theta"] != nil {
+			return true
+		}
+	}
+	return false
+}

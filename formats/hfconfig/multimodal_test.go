@@ -1,8 +1,10 @@
 package hfconfig
 
 import (
+	"math"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -116,7 +118,7 @@ func TestMultimodalTextConfig(t *testing.T) {
 
 	for name, tc := range map[string]struct{ doc, want string }{
 		"no text_config": {`{"model_type": "mistral3"}`, `missing required key "text_config"`},
-		"other text":     {`{"model_type": "mistral3", "text_config": {"model_type": "ministral3"}}`, `text_config.model_type ministral3`},
+		"other text":     {`{"model_type": "mistral3", "text_config": {"model_type": "llama"}}`, `text_config.model_type llama`},
 		"qwen3 flat":     {`{"model_type": "qwen3_vl", "hidden_size": 32}`, `missing required key "text_config"`},
 		"qwen2 default theta": {`{"model_type": "qwen2_vl", "hidden_size": 32, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
 			"vocab_size": 100, "rms_norm_eps": 1e-6}`, `missing required key "rope_theta"`},
@@ -128,6 +130,18 @@ func TestMultimodalTextConfig(t *testing.T) {
 		if _, err := Parse([]byte(tc.doc), "x.json"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error saying %q", name, err, tc.want)
 		}
+	}
+	// transformers 5.x: rope_theta in rope_parameters, tie_word_embeddings
+	// text_config's (false where absent, whatever the top level says).
+	c, err = Parse([]byte(`{"model_type": "qwen2_5_vl", "tie_word_embeddings": true, "text_config": {"model_type": "qwen2_5_vl_text", "hidden_size": 32,
+		"intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 100, "rms_norm_eps": 1e-6,
+		"rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}}}`), "5x.json")
+	if err != nil || c.RopeTheta != 1e6 || c.TieWordEmbeddings || !slices.Equal(c.MRoPESection, []int{2, 3, 3}) {
+		t.Errorf("5.x spelling: %v, rope_theta %g tied %v sections %v", err, c.RopeTheta, c.TieWordEmbeddings, c.MRoPESection)
+	}
+	if _, err := Parse([]byte(`{"model_type": "qwen2_vl", "hidden_size": 32, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2,
+		"vocab_size": 100, "rms_norm_eps": 1e-6, "rope_theta": 1e6}`), "kv.json"); err == nil || !strings.Contains(err.Error(), `"num_key_value_heads"`) {
+		t.Errorf("Qwen2-VL without num_key_value_heads (its default 8, Qwen2Config's 32): %v", err)
 	}
 	c, err = Parse([]byte(`{"model_type": "qwen2_vl", "hidden_size": 32, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
 		"vocab_size": 100, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}}`), "q2.json")
@@ -184,11 +198,61 @@ func TestMultimodalTextNames(t *testing.T) {
 					t.Errorf("toStored(%q) = %q, want %q", p[1], got, p[0])
 				}
 			}
+			both := append(slices.Clone(tc.names), "model.language_model.layers.0.mlp.up_proj.weight")
+			if tc.name != "qwen2_5_vl 4.52" && tc.name != "qwen3_vl" {
+				if _, _, err := c.TextNames(both); err == nil || !strings.Contains(err.Error(), "two layouts") {
+					t.Errorf("names of both layouts %v: %v, want refused", both, err)
+				}
+			}
 			if tc.refused != nil {
 				if _, _, err := c.TextNames(tc.refused); err == nil || !strings.Contains(err.Error(), c.Wrapper) {
 					t.Errorf("names %v: %v, want refused", tc.refused, err)
 				}
 			}
 		})
+	}
+}
+
+// TestMinistral3 reads Ministral 3's text model (model_type ministral3, in
+// a mistral3 checkpoint's text_config as Devstral-Small-2 and Ministral 3
+// ship it, or alone as Devstral 2): Mistral's layers with yarn from
+// rope_parameters (its rope_theta; mscale and mscale_all_dim 1 give the
+// attention factor 1, mscale_all_dim 0 transformers' default 0.1·ln(factor)
+// + 1) and the query scale 1 + β·ln(1 + floor(p/original)): with β > 0
+// the context is capped at original_max_position_embeddings, where the
+// scale is 1, and config.json's own is kept; with β 0 nothing changes. A
+// β without an original length is refused.
+func TestMinistral3(t *testing.T) {
+	small := `"head_dim": 128, "hidden_size": 5120, "intermediate_size": 32768, "num_attention_heads": 32, "num_hidden_layers": 40,
+		"num_key_value_heads": 8, "rms_norm_eps": 1e-05, "vocab_size": 131072, "max_position_embeddings": 393216, "sliding_window": null`
+	c, err := Parse([]byte(`{"model_type": "mistral3", "architectures": ["Mistral3ForConditionalGeneration"], "torch_dtype": "bfloat16",
+		"text_config": {"model_type": "ministral3", `+small+`, "rope_parameters": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 48.0,
+		"llama_4_scaling_beta": 0.1, "mscale": 1.0, "mscale_all_dim": 1.0, "original_max_position_embeddings": 8192,
+		"rope_theta": 100000000.0, "rope_type": "yarn", "type": "yarn"}}}`), "devstral-small-2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.RopeScaling
+	if c.ModelType != "mistral" || c.Wrapper != "mistral3" || c.RopeTheta != 1e8 || s.Type != RopeYarn || s.Factor != 48 || s.AttentionFactor != 1 ||
+		s.OriginalMaxPositionEmbeddings != 8192 || c.SlidingWindow != 0 || c.MaxPositionEmbeddings != 8192 ||
+		c.QueryScale == nil || *c.QueryScale != (QueryScale{Beta: 0.1, Original: 8192, Declared: 393216}) {
+		t.Errorf("Devstral-Small-2: type %s theta %g rope %+v window %d context %d query scale %+v", c.ModelType, c.RopeTheta, s, c.SlidingWindow, c.MaxPositionEmbeddings, c.QueryScale)
+	}
+	out, err := c.MarshalWith(nil)
+	if err != nil || !strings.Contains(string(out), `"max_position_embeddings": 393216`) || !strings.Contains(string(out), `"model_type": "ministral3"`) {
+		t.Errorf("written back: %v\n%s", err, out)
+	}
+	c, err = Parse([]byte(`{"model_type": "ministral3", "architectures": ["Ministral3ForCausalLM"], `+small+`, "rope_parameters": {"beta_fast": 4.0,
+		"beta_slow": 1.0, "factor": 64.0, "mscale": 1.0, "mscale_all_dim": 0.0, "original_max_position_embeddings": 4096,
+		"llama_4_scaling_beta": 0.0, "rope_theta": 1000000.0, "rope_type": "yarn", "type": "yarn"}}`), "devstral-2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.QueryScale != nil || c.MaxPositionEmbeddings != 393216 || math.Abs(c.RopeScaling.AttentionFactor-(0.1*math.Log(64)+1)) > 1e-12 || c.RopeScaling.BetaFast != 4 {
+		t.Errorf("Devstral 2: context %d query scale %+v rope %+v", c.MaxPositionEmbeddings, c.QueryScale, c.RopeScaling)
+	}
+	if _, err := Parse([]byte(`{"model_type": "ministral3", `+small+`, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
+		"llama_4_scaling_beta": 0.1}}`), "x.json"); err == nil || !strings.Contains(err.Error(), "original_max_position_embeddings") {
+		t.Errorf("a scale without its length: %v", err)
 	}
 }

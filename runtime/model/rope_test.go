@@ -2,13 +2,17 @@ package model
 
 import (
 	"bytes"
+	"encoding/json"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -345,6 +349,75 @@ func f64s(x []float32) []float64 {
 	out := make([]float64, len(x))
 	for i, v := range x {
 		out[i] = float64(v)
+	}
+	return out
+}
+
+// TestMinistral3 runs a ministral3 checkpoint (Ministral 3's text model:
+// Mistral's layers, yarn from rope_parameters, a query scale of
+// 1 + β·ln(1 + ⌊p/original⌋)): its logits are those of the same weights
+// as a mistral checkpoint with the same yarn, bit for bit, since below
+// original_max_position_embeddings the scale is exactly 1; the model's
+// context is capped there (0 gives it, one position past it is refused),
+// while with β 0 the declared max_position_embeddings stands.
+func TestMinistral3(t *testing.T) {
+	yarn := map[string]any{"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 64, "beta_fast": 32.0, "beta_slow": 1.0,
+		"mscale": 1.0, "mscale_all_dim": 1.0, "rope_theta": 1e6}
+	text := fixtures.Mistral(t, map[string]any{"rope_parameters": yarn, "rope_theta": nil, "max_position_embeddings": 512}, synth.Options{Seed: 3})
+	for _, beta := range []float64{0.1, 0} {
+		dir := t.TempDir()
+		for _, e := range mustReadDir(t, text) {
+			if e != "config.json" {
+				fixtures.CopyFiles(t, text, dir, e)
+			}
+		}
+		var cfg map[string]any
+		raw, err := os.ReadFile(filepath.Join(text, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		y := maps.Clone(yarn)
+		y["llama_4_scaling_beta"] = beta
+		cfg["model_type"], cfg["architectures"], cfg["rope_parameters"] = "ministral3", []string{"Ministral3ForCausalLM"}, y
+		b, _ := json.Marshal(cfg)
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var logits [2][]float32
+		for i, d := range []string{text, dir} {
+			m, err := LoadWith(d, cpu.New(1), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if logits[i], err = m.Forward(qwen2IDs, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: 64, false: 512}[beta != 0 && i == 1]; m.Context() != want {
+				t.Errorf("β %g, %s: context %d, want %d", beta, filepath.Base(d), m.Context(), want)
+			}
+			m.Close()
+		}
+		if len(logits[0]) == 0 || !slices.Equal(logits[0], logits[1]) {
+			t.Errorf("β %g: the ministral3 checkpoint's logits differ from the mistral one's", beta)
+		}
+		if _, err := LoadWith(dir, cpu.New(1), Options{Context: 65}); (err == nil) != (beta == 0) {
+			t.Errorf("β %g: a context of 65 positions: %v", beta, err)
+		}
+	}
+}
+
+func mustReadDir(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
 	}
 	return out
 }
