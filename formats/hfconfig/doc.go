@@ -186,12 +186,19 @@
 //     intermediate_size 9216, num_hidden_layers 26, num_attention_heads 8,
 //     bos/eos/pad 2/1/0, and the defaults above); the top level's
 //     torch_dtype/dtype, bos/eos/pad_token_id and quantization_config take
-//     precedence. Tensors under language_model.model.… (before
-//     transformers 4.52) or model.language_model.… (after).
+//     precedence. Tensors under language_model.model.… (the older layout)
+//     or model.language_model.… (transformers' module names since 4.52).
 //   - mistral3 (Mistral3ForConditionalGeneration: Mistral-Small-3.1 and
-//     3.2-24B): the required text_config as a mistral config
-//     (MistralConfig's defaults; a ministral3 text model is refused), the
-//     same top-level keys and tensor layouts as gemma3.
+//     3.2-24B; Ministral 3, Devstral Small 2): the required text_config as
+//     a mistral or ministral3 config, the same top-level keys and tensor
+//     layouts as gemma3.
+//
+// ministral3 (Ministral3ForCausalLM; Mistral 3's text model): read as
+// mistral with Ministral3Config's defaults (262144 positions, rms_norm_eps
+// 1e-5, no window) and the query scale of its RoPE block's
+// llama_4_scaling_beta (Config.QueryScale), 1 below the block's
+// original_max_position_embeddings, where MaxPositionEmbeddings is capped
+// (config.json's is written back as it was).
 //   - qwen2_vl and qwen2_5_vl (Qwen2-VL, Qwen2.5-VL): a qwen2 config from
 //     text_config (qwen2_vl_text, qwen2_5_vl_text) where present, else from
 //     the top level (transformers before 4.52 wrote it flat); rope_theta

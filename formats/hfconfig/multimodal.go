@@ -45,12 +45,15 @@ import (
 // mrope_section is checked (three counts summing to head_dim/2). An
 // older config's rope type "mrope" is "default", as transformers reads it.
 //
-// The text model's tensors are stored under a prefix, by transformers
-// version: before 4.52, language_model.model.… and language_model.lm_head
-// (gemma3, mistral3: beside vision_tower.… and multi_modal_projector.…) or
-// the text model's own names (qwen2_vl, qwen2_5_vl: beside visual.…);
-// 4.52 and later, model.language_model.… and lm_head (beside
-// model.vision_tower.…, model.multi_modal_projector.… or model.visual.…).
+// The text model's tensors are stored in one of two layouts: the older
+// one (the published Gemma 3, Mistral Small 3.1 and Qwen2-VL/Qwen2.5-VL
+// checkpoints), language_model.model.… and language_model.lm_head (gemma3,
+// mistral3: beside vision_tower.… and multi_modal_projector.…) or the text
+// model's own names (qwen2_vl, qwen2_5_vl: beside visual.…); and the newer
+// one, transformers' module names since 4.52 (Qwen3-VL's checkpoints, and
+// those saved without 4.x's mapping back), model.language_model.… and
+// lm_head (beside model.vision_tower.…, model.multi_modal_projector.… or
+// model.visual.…). A checkpoint holding both is refused.
 
 // wrapper describes one multimodal model_type.
 type wrapper struct {
@@ -66,7 +69,7 @@ type wrapper struct {
 	outer, fallback []string
 	flat            bool   // without text_config, the text model's keys are the top level's
 	mrope           bool   // rope_scaling may carry mrope_section
-	legacy          string // the text model's prefix before transformers 4.52: "language_model." or "" (its own names)
+	legacy          string // the text model's prefix in the older layout: "language_model." or "" (its own names)
 }
 
 // outerKeys are the top-level keys a wrapper's text model takes: the
@@ -265,10 +268,10 @@ func TextModelName(name string) bool {
 
 // TextNames returns, for a multimodal checkpoint holding the tensors
 // names, the maps from a stored name to the text model's name
-// (model.language_model.layers.0.… to model.layers.0.…; before
-// transformers 4.52, language_model.model.… and language_model.lm_head.…
-// to model.… and lm_head.…, or, for qwen2_vl and qwen2_5_vl, the names
-// themselves) and back; other names map to themselves. Both are nil where
+// (model.language_model.layers.0.… to model.layers.0.…; in the older
+// layout, language_model.model.… and language_model.lm_head.… to model.…
+// and lm_head.…, or, for qwen2_vl and qwen2_5_vl, the names themselves)
+// and back; other names map to themselves. Both are nil where
 // c is not multimodal. A checkpoint with none of its layouts' text
 // tensors is refused.
 func (c *Config) TextNames(names []string) (toText, toStored func(string) string, err error) {
