@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
-	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
@@ -42,7 +41,7 @@ type ExpertSet struct {
 	base   weights.Set
 	parts  map[string]expertPart
 	hidden map[string]bool
-	infos  []safetensors.TensorInfo
+	listing
 }
 
 // OpenExperts returns base with cfg's fused experts read as per-expert
@@ -96,27 +95,9 @@ func OpenExperts(base weights.Set, cfg *hfconfig.Config) (weights.Set, error) {
 	if len(s.hidden) == 0 {
 		return base, nil
 	}
-	for _, ti := range base.Infos() {
-		if !s.hidden[ti.Name] {
-			s.infos = append(s.infos, ti)
-		}
-	}
-	slices.SortFunc(s.infos, func(a, b safetensors.TensorInfo) int { return strings.Compare(a.Name, b.Name) })
+	s.finish(base, s.hidden)
 	return s, nil
 }
-
-// Names lists the tensors, per-expert Linears in place of fused ones,
-// sorted.
-func (s *ExpertSet) Names() []string {
-	names := make([]string, len(s.infos))
-	for i, ti := range s.infos {
-		names[i] = ti.Name
-	}
-	return names
-}
-
-// Infos lists the tensors' names, dtypes and shapes, sorted by name.
-func (s *ExpertSet) Infos() []safetensors.TensorInfo { return slices.Clone(s.infos) }
 
 // Tensor returns the tensor called name: an expert's weight transposed
 // out of its fused tensor (a copy), or base's tensor. A fused name is not
@@ -151,18 +132,10 @@ func (s *ExpertSet) Tensor(name string) (safetensors.Tensor, error) {
 // Release passes names to base's Release, where it has one, a per-expert
 // weight as its fused tensor.
 func (s *ExpertSet) Release(names ...string) {
-	r, ok := s.base.(interface{ Release(...string) })
-	if !ok {
-		return
-	}
-	out := make([]string, 0, len(names))
-	for _, n := range names {
-		if p, ok := s.parts[n]; ok {
-			n = p.src
-		}
-		out = append(out, n)
-	}
-	r.Release(out...)
+	release(s.base, names, func(n string) (string, bool) {
+		p, ok := s.parts[n]
+		return p.src, ok
+	})
 }
 
 // DiskName passes a name to base's DiskName (a multimodal checkpoint's

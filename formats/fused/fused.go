@@ -73,7 +73,7 @@ type Set struct {
 	base   weights.Set
 	parts  map[string]partRef // part tensor name → its fused tensor
 	hidden map[string]bool    // fused tensor names
-	infos  []safetensors.TensorInfo
+	listing
 }
 
 // Open wraps base for layers decoder layers whose modules mods are fused.
@@ -109,12 +109,7 @@ func Open(base weights.Set, layers int, mods []Module) (*Set, error) {
 			}
 		}
 	}
-	for _, ti := range base.Infos() {
-		if !s.hidden[ti.Name] {
-			s.infos = append(s.infos, ti)
-		}
-	}
-	slices.SortFunc(s.infos, func(a, b safetensors.TensorInfo) int { return strings.Compare(a.Name, b.Name) })
+	s.finish(base, s.hidden)
 	return s, nil
 }
 
@@ -138,17 +133,49 @@ func file(base weights.Set, name string) string {
 	return strings.Join(base.Files(), ", ")
 }
 
-// Names lists the tensors, parts in place of fused ones, sorted.
-func (s *Set) Names() []string {
-	names := make([]string, len(s.infos))
-	for i, ti := range s.infos {
+// listing is a view's tensors (a Set's parts in place of fused ones, an
+// ExpertSet's per-expert Linears), sorted by name once finished.
+type listing struct{ infos []safetensors.TensorInfo }
+
+// finish adds base's tensors but the hidden ones and sorts the list.
+func (l *listing) finish(base weights.Set, hidden map[string]bool) {
+	for _, ti := range base.Infos() {
+		if !hidden[ti.Name] {
+			l.infos = append(l.infos, ti)
+		}
+	}
+	slices.SortFunc(l.infos, func(a, b safetensors.TensorInfo) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// Names lists the tensors, sorted.
+func (l *listing) Names() []string {
+	names := make([]string, len(l.infos))
+	for i, ti := range l.infos {
 		names[i] = ti.Name
 	}
 	return names
 }
 
 // Infos lists the tensors' names, dtypes and shapes, sorted by name.
-func (s *Set) Infos() []safetensors.TensorInfo { return slices.Clone(s.infos) }
+func (l *listing) Infos() []safetensors.TensorInfo { return slices.Clone(l.infos) }
+
+// release passes names to base's Release, where it has one (a
+// safetensors.Set drops its pages of the tensors), each as the base tensor
+// it reads from (of, where it is a view's).
+func release(base weights.Set, names []string, of func(string) (string, bool)) {
+	r, ok := base.(interface{ Release(...string) })
+	if !ok {
+		return
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if src, ok := of(n); ok {
+			n = src
+		}
+		out = append(out, n)
+	}
+	r.Release(out...)
+}
 
 // Tensor returns the tensor called name: a part's rows of its fused
 // tensor, sharing its data, or base's tensor. A fused name is not found
@@ -176,18 +203,10 @@ func (s *Set) Tensor(name string) (safetensors.Tensor, error) {
 // safetensors.Set drops its pages of the tensors), a part as its fused
 // tensor.
 func (s *Set) Release(names ...string) {
-	r, ok := s.base.(interface{ Release(...string) })
-	if !ok {
-		return
-	}
-	out := make([]string, 0, len(names))
-	for _, n := range names {
-		if ref, ok := s.parts[n]; ok {
-			n = ref.t.Name
-		}
-		out = append(out, n)
-	}
-	r.Release(out...)
+	release(s.base, names, func(n string) (string, bool) {
+		ref, ok := s.parts[n]
+		return ref.t.Name, ok
+	})
 }
 
 // Expand returns names with each fused tensor replaced by its parts, in

@@ -219,20 +219,7 @@ func TestGemma3Multimodal(t *testing.T) {
 			{"model.multi_modal_projector.mm_soft_emb_norm.weight", "model.multi_modal_projector.mm_soft_emb_norm.weight"},
 		}, nil},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			toText, toStored, err := c.TextNames(tc.names)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range tc.text {
-				if got := toText(p[0]); got != p[1] {
-					t.Errorf("toText(%q) = %q, want %q", p[0], got, p[1])
-				}
-				if got := toStored(p[1]); got != p[0] {
-					t.Errorf("toStored(%q) = %q, want %q", p[1], got, p[0])
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkTextNames(t, c, tc.names, tc.text) })
 	}
 	if _, _, err := c.TextNames([]string{"model.layers.0.mlp.up_proj.weight"}); err == nil || !strings.Contains(err.Error(), "language_model") {
 		t.Errorf("a checkpoint without the prefix: %v", err)

@@ -186,18 +186,7 @@ func TestMultimodalTextNames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			toText, toStored, err := c.TextNames(tc.names)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range tc.pairs {
-				if got := toText(p[0]); got != p[1] {
-					t.Errorf("toText(%q) = %q, want %q", p[0], got, p[1])
-				}
-				if got := toStored(p[1]); got != p[0] {
-					t.Errorf("toStored(%q) = %q, want %q", p[1], got, p[0])
-				}
-			}
+			checkTextNames(t, c, tc.names, tc.pairs)
 			both := append(slices.Clone(tc.names), "model.language_model.layers.0.mlp.up_proj.weight")
 			if tc.name != "qwen2_5_vl 4.52" && tc.name != "qwen3_vl" {
 				if _, _, err := c.TextNames(both); err == nil || !strings.Contains(err.Error(), "two layouts") {
@@ -254,5 +243,23 @@ func TestMinistral3(t *testing.T) {
 	if _, err := Parse([]byte(`{"model_type": "ministral3", `+small+`, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
 		"llama_4_scaling_beta": 0.1}}`), "x.json"); err == nil || !strings.Contains(err.Error(), "original_max_position_embeddings") {
 		t.Errorf("a scale without its length: %v", err)
+	}
+}
+
+// checkTextNames checks c.TextNames for a checkpoint holding names: each
+// pair's stored name maps to its text model's name and back.
+func checkTextNames(t *testing.T, c *Config, names []string, pairs [][2]string) {
+	t.Helper()
+	toText, toStored, err := c.TextNames(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pairs {
+		if got := toText(p[0]); got != p[1] {
+			t.Errorf("toText(%q) = %q, want %q", p[0], got, p[1])
+		}
+		if got := toStored(p[1]); got != p[0] {
+			t.Errorf("toStored(%q) = %q, want %q", p[1], got, p[0])
+		}
 	}
 }
