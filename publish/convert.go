@@ -402,6 +402,12 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			return nil, fmt.Errorf("convert: %w", err)
 		}
 	}
+	if cfg.FusedExperts() && o.GGUF == "" && (qc == nil || o.Dequantize) {
+		// transformers' Qwen3VLMoe holds its experts fused: a
+		// floating-point checkpoint of per-expert Linears would load
+		// without them.
+		return nil, fmt.Errorf("convert: %s: a floating-point qwen3_vl_moe checkpoint would be written with per-expert Linears, which transformers' Qwen3VLMoe does not read (it fuses its experts): %w: of its conversions to floating point only --gguf is written", o.In, hfconfig.ErrUnsupported)
+	}
 	if qc != nil && !o.Dequantize && o.DType != "" {
 		return nil, fmt.Errorf("convert: --dtype %s needs --dequantize on a GPTQ checkpoint: without it the plain tensors are copied as they are (%s), not converted", o.DType, plainDTypes(src.Infos()))
 	}

@@ -79,7 +79,7 @@ func (o *calibrationFlags) options(modelDir string, log io.Writer) (calibrate.Op
 		return calibrate.Options{}, err
 	}
 	if o.seqLen > cfg.MaxPositionEmbeddings && cfg.MaxPositionEmbeddings > 0 {
-		return calibrate.Options{}, usageError{fmt.Errorf("--seq-len %d exceeds the model's max_position_embeddings %d (%s)", o.seqLen, cfg.MaxPositionEmbeddings, cfg.File)}
+		return calibrate.Options{}, usageError{fmt.Errorf("--seq-len %d exceeds the model's %s", o.seqLen, cfg.ContextLimit())}
 	}
 	tok, err := tokenizer.Load(modelDir)
 	if err != nil {

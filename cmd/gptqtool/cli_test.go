@@ -942,7 +942,7 @@ func TestServeMaxLenPastContext(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("serve started:\n%s", stderr.String())
 	}
-	want := "--max-len 5000 exceeds the model's max_position_embeddings 4096 (" + filepath.Join(model, "config.json") + ")"
+	want := "--max-len 5000 exceeds the model's context of 4096 positions (max_position_embeddings in " + filepath.Join(model, "config.json") + ")"
 	if code != 2 || !strings.Contains(stderr.String(), want) {
 		t.Errorf("exit status %d, want 2 with %q:\n%s", code, want, stderr.String())
 	}

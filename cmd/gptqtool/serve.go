@@ -146,7 +146,7 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 	// plain RoPE is read): refused as calibrate's --seq-len and verify's
 	// --ctx are, and as vLLM refuses such a max_model_len.
 	if ctx := cfg.MaxPositionEmbeddings; ctx > 0 && f.maxLen > ctx {
-		return usageError{fmt.Errorf("--max-len %d exceeds the model's max_position_embeddings %d (%s)", f.maxLen, ctx, cfg.File)}
+		return usageError{fmt.Errorf("--max-len %d exceeds the model's %s", f.maxLen, cfg.ContextLimit())}
 	}
 	tok, err := loadModelTokenizer(f.model)
 	if err != nil {

@@ -199,7 +199,7 @@ func count(n int, noun string) string {
 // checkpoint.
 func checkCtx(ctx int, cfg *hfconfig.Config, what string) error {
 	if cfg.MaxPositionEmbeddings > 0 && ctx > cfg.MaxPositionEmbeddings {
-		return usageError{fmt.Errorf("--ctx %d exceeds the %s's context of %d positions (max_position_embeddings in %s)", ctx, what, cfg.MaxPositionEmbeddings, cfg.File)}
+		return usageError{fmt.Errorf("--ctx %d exceeds the %s's %s", ctx, what, cfg.ContextLimit())}
 	}
 	return nil
 }

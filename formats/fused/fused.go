@@ -159,22 +159,36 @@ func (l *listing) Names() []string {
 // Infos lists the tensors' names, dtypes and shapes, sorted by name.
 func (l *listing) Infos() []safetensors.TensorInfo { return slices.Clone(l.infos) }
 
-// release passes names to base's Release, where it has one (a
-// safetensors.Set drops its pages of the tensors), each as the base tensor
-// it reads from (of, where it is a view's).
-func release(base weights.Set, names []string, of func(string) (string, bool)) {
-	r, ok := base.(interface{ Release(...string) })
-	if !ok {
-		return
-	}
+// sources returns names with each of a view's tensors replaced by the
+// base tensor it reads from (of), once each.
+func sources(names []string, of func(string) (string, bool)) []string {
 	out := make([]string, 0, len(names))
 	for _, n := range names {
 		if src, ok := of(n); ok {
 			n = src
 		}
-		out = append(out, n)
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
 	}
-	r.Release(out...)
+	return out
+}
+
+// release passes names to base's Release, where it has one (a
+// safetensors.Set drops its pages of the tensors), each as the base tensor
+// it reads from (of, where it is a view's).
+func release(base weights.Set, names []string, of func(string) (string, bool)) {
+	if r, ok := base.(interface{ Release(...string) }); ok {
+		r.Release(sources(names, of)...)
+	}
+}
+
+// prefetch passes names to base's Prefetch, where it has one (a
+// safetensors.Set starts reading them), as release does.
+func prefetch(base weights.Set, names []string, of func(string) (string, bool)) {
+	if p, ok := base.(interface{ Prefetch(...string) }); ok {
+		p.Prefetch(sources(names, of)...)
+	}
 }
 
 // Tensor returns the tensor called name: a part's rows of its fused
@@ -202,11 +216,15 @@ func (s *Set) Tensor(name string) (safetensors.Tensor, error) {
 // Release passes names to base's Release, where it has one (a
 // safetensors.Set drops its pages of the tensors), a part as its fused
 // tensor.
-func (s *Set) Release(names ...string) {
-	release(s.base, names, func(n string) (string, bool) {
-		ref, ok := s.parts[n]
-		return ref.t.Name, ok
-	})
+func (s *Set) Release(names ...string) { release(s.base, names, s.source) }
+
+// Prefetch passes names to base's Prefetch, a part as its fused tensor.
+func (s *Set) Prefetch(names ...string) { prefetch(s.base, names, s.source) }
+
+// source is the fused tensor a part reads from.
+func (s *Set) source(n string) (string, bool) {
+	ref, ok := s.parts[n]
+	return ref.t.Name, ok
 }
 
 // Expand returns names with each fused tensor replaced by its parts, in

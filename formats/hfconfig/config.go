@@ -262,6 +262,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Qwen3Config: head_dim=128, not hidden_size/num_attention_heads.
 		c.HeadDim, headDimGiven = 128, true
 	}
+	if ministral3 && !headDimGiven {
+		// Ministral3Config: head_dim=128.
+		c.HeadDim, headDimGiven = 128, true
+	}
 	if c.Gemma() && !headDimGiven {
 		// GemmaConfig, Gemma2Config, Gemma3TextConfig: head_dim=256.
 		c.HeadDim, headDimGiven = 256, true
@@ -320,6 +324,11 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		r.gemma2(c)
 	case "gemma3_text":
 		r.gemma3(c)
+	}
+	if ministral3 && !r.present("rope_parameters") && !r.present("rope_scaling") {
+		// (Ministral3Config fills a missing block with yarn and a query
+		// scale: read as plain RoPE, it would run another model.)
+		r.fail("model_type \"ministral3\": missing required key \"rope_parameters\" (its yarn and llama_4_scaling_beta)")
 	}
 	r.rope(c)
 	if ministral3 {
@@ -1625,6 +1634,16 @@ type QueryScale struct {
 	Declared int
 }
 
+// ContextLimit names, for an error, the positions a model of c runs to
+// (MaxPositionEmbeddings) and where they come from: config.json's
+// max_position_embeddings, or a ministral3 query scale's original length.
+func (c *Config) ContextLimit() string {
+	if q := c.QueryScale; q != nil && c.MaxPositionEmbeddings < q.Declared {
+		return fmt.Sprintf("context of %d positions (%s: past original_max_position_embeddings the llama_4_scaling_beta query scale, not implemented; max_position_embeddings %d)", c.MaxPositionEmbeddings, c.File, q.Declared)
+	}
+	return fmt.Sprintf("context of %d positions (max_position_embeddings in %s)", c.MaxPositionEmbeddings, c.File)
+}
+
 // queryScale reads a ministral3 text model's llama_4_scaling_beta from its
 // RoPE block (rope_parameters or rope_scaling) and, where it is not 0,
 // caps the context at the positions the scale leaves at 1 (QueryScale).
@@ -1632,15 +1651,24 @@ func (r *reader) queryScale(c *Config) {
 	if r.err != nil || r.ropeKey == "" {
 		return
 	}
-	m, _ := r.m[r.ropeKey].(map[string]any)
-	v, ok := m["llama_4_scaling_beta"]
-	if !ok || v == nil {
-		return
-	}
-	beta, err := toFloat(v)
-	if err != nil || beta < 0 || math.IsNaN(beta) || math.IsInf(beta, 0) {
-		r.fail("%s.llama_4_scaling_beta: got %v, want a non-negative number", r.ropeKey, v)
-		return
+	var m map[string]any
+	beta, from := 0.0, ""
+	for _, key := range []string{"rope_scaling", "rope_parameters"} {
+		b, _ := r.m[key].(map[string]any)
+		v, ok := b["llama_4_scaling_beta"]
+		if !ok || v == nil {
+			continue
+		}
+		f, err := toFloat(v)
+		if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+			r.fail("%s.llama_4_scaling_beta: got %v, want a non-negative number", key, v)
+			return
+		}
+		if from != "" && f != beta {
+			r.fail("%s.llama_4_scaling_beta %g, but %s's is %g: they must agree", key, f, from, beta)
+			return
+		}
+		m, beta, from = b, f, key
 	}
 	if beta == 0 {
 		return

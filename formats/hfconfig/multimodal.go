@@ -142,6 +142,9 @@ func parseWrapped(raw map[string]any, file, mt string, w wrapper, anyRoPE bool) 
 			sub[k] = d
 		}
 	}
+	if v, ok := sub["norm_topk_prob"]; ok && v == false && mt == "qwen3_vl_moe" {
+		return nil, fmt.Errorf("%s: text_config.norm_topk_prob false: %w (Qwen3VLMoeTextTopKRouter always renormalizes the chosen experts' weights)", file, ErrUnsupported)
+	}
 	for _, k := range w.required {
 		if v, ok := sub[k]; (!ok || v == nil) && !(k == "rope_theta" && ropeTheta(sub)) {
 			return nil, fmt.Errorf("%s: model_type %q: missing required key %q (the text model's default is not %s's)", file, mt, k, text)
@@ -337,13 +340,10 @@ func (c *Config) TextNames(names []string) (toText, toStored func(string) string
 // per-expert Linears.
 func (c *Config) FusedExperts() bool { return c.Wrapper == "qwen3_vl_moe" }
 
-// ropeTheta reports whether the text model's RoPE block (transformers
-// 5.x's rope_parameters, or rope_scaling) gives its rope_theta.
+// ropeTheta reports whether the text model's transformers 5.x
+// rope_parameters gives its rope_theta (as Parse reads it there; a
+// rope_theta in rope_scaling is not read).
 func ropeTheta(sub map[string]any) bool {
-	for _, key := range []string{"rope_parameters", "rope_scaling"} {
-		if m, ok := sub[key].(map[string]any); ok && m["rope_theta"] != nil {
-			return true
-		}
-	}
-	return false
+	m, ok := sub["rope_parameters"].(map[string]any)
+	return ok && m["rope_theta"] != nil
 }

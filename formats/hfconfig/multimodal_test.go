@@ -139,6 +139,16 @@ func TestMultimodalTextConfig(t *testing.T) {
 	if err != nil || c.RopeTheta != 1e6 || c.TieWordEmbeddings || !slices.Equal(c.MRoPESection, []int{2, 3, 3}) {
 		t.Errorf("5.x spelling: %v, rope_theta %g tied %v sections %v", err, c.RopeTheta, c.TieWordEmbeddings, c.MRoPESection)
 	}
+	for name, tc := range map[string]struct{ doc, want string }{
+		// (Parse reads rope_theta from rope_parameters alone.)
+		"theta in rope_scaling": {`{"model_type": "qwen2_vl", "hidden_size": 32, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2,
+			"num_key_value_heads": 1, "vocab_size": 100, "rms_norm_eps": 1e-6, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3], "rope_theta": 1e6}}`, `"rope_theta"`},
+		"norm_topk_prob false": {`{"model_type": "qwen3_vl_moe", "text_config": {"norm_topk_prob": false}}`, `norm_topk_prob false`},
+	} {
+		if _, err := Parse([]byte(tc.doc), "x.json"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %s", name, err, tc.want)
+		}
+	}
 	if _, err := Parse([]byte(`{"model_type": "qwen2_vl", "hidden_size": 32, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 2,
 		"vocab_size": 100, "rms_norm_eps": 1e-6, "rope_theta": 1e6}`), "kv.json"); err == nil || !strings.Contains(err.Error(), `"num_key_value_heads"`) {
 		t.Errorf("Qwen2-VL without num_key_value_heads (its default 8, Qwen2Config's 32): %v", err)
@@ -227,6 +237,9 @@ func TestMinistral3(t *testing.T) {
 		c.QueryScale == nil || *c.QueryScale != (QueryScale{Beta: 0.1, Original: 8192, Declared: 393216}) {
 		t.Errorf("Devstral-Small-2: type %s theta %g rope %+v window %d context %d query scale %+v", c.ModelType, c.RopeTheta, s, c.SlidingWindow, c.MaxPositionEmbeddings, c.QueryScale)
 	}
+	if l := c.ContextLimit(); !strings.Contains(l, "8192 positions") || !strings.Contains(l, "llama_4_scaling_beta") || !strings.Contains(l, "393216") {
+		t.Errorf("ContextLimit %q: want the cap, its reason and config.json's own", l)
+	}
 	out, err := c.MarshalWith(nil)
 	if err != nil || !strings.Contains(string(out), `"max_position_embeddings": 393216`) || !strings.Contains(string(out), `"model_type": "ministral3"`) {
 		t.Errorf("written back: %v\n%s", err, out)
@@ -243,6 +256,22 @@ func TestMinistral3(t *testing.T) {
 	if _, err := Parse([]byte(`{"model_type": "ministral3", `+small+`, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
 		"llama_4_scaling_beta": 0.1}}`), "x.json"); err == nil || !strings.Contains(err.Error(), "original_max_position_embeddings") {
 		t.Errorf("a scale without its length: %v", err)
+	}
+	noHead := strings.Replace(small, `"head_dim": 128, `, "", 1)
+	for name, tc := range map[string]struct{ doc, want string }{
+		"no rope block": {`{"model_type": "ministral3", ` + noHead + `}`, `"rope_parameters"`},
+		"two betas": {`{"model_type": "ministral3", ` + small + `, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
+			"original_max_position_embeddings": 64, "llama_4_scaling_beta": 0.1}, "rope_scaling": {"rope_type": "default",
+			"original_max_position_embeddings": 64, "llama_4_scaling_beta": 0.2}}`, `they must agree`},
+	} {
+		if _, err := Parse([]byte(tc.doc), "x.json"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %s", name, err, tc.want)
+		}
+	}
+	// Ministral3Config's head_dim 128, not hidden/heads (5120/32 = 160).
+	c, err = Parse([]byte(`{"model_type": "ministral3", `+noHead+`, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}}`), "x.json")
+	if err != nil || c.HeadDim != 128 {
+		t.Errorf("head_dim absent: %v, %d", err, c.HeadDim)
 	}
 }
 

@@ -332,7 +332,7 @@ func contextOf(cfg *hfconfig.Config, ctx int) (int, error) {
 	case ctx == 0:
 		return max, nil
 	case max > 0 && ctx > max:
-		return 0, fmt.Errorf("model: context %d exceeds max_position_embeddings %d in %s", ctx, max, cfg.File)
+		return 0, fmt.Errorf("model: context %d exceeds the model's %s", ctx, cfg.ContextLimit())
 	}
 	return ctx, nil
 }

@@ -347,7 +347,7 @@ func TestPhi3Context(t *testing.T) {
 	for _, tc := range []struct {
 		ctx  int
 		want string
-	}{{513, "context 513 exceeds max_position_embeddings 512"}, {-1, "context -1: want 0"}} {
+	}{{513, "context 513 exceeds the model's context of 512 positions (max_position_embeddings in"}, {-1, "context -1: want 0"}} {
 		if m, err := LoadWith(dir, cpu.New(1), Options{Context: tc.ctx}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			if m != nil {
 				m.Close()
