@@ -263,26 +263,32 @@ func checkReadable(set weights.Set, cfg *hfconfig.Config) error {
 	}
 	for _, n := range names {
 		// The dtype and shape are the listing's; the data is read only
-		// for the plain tensors' range check or an error's file (an
+		// for the plain tensors' range check, or for an error's file (an
 		// ExpertSet's per-expert weights are transposed copies: a pass
 		// over them all would cost minutes).
 		t := safetensors.Tensor{TensorInfo: infos[n]}
-		ok := t.Name == n && (t.DType == safetensors.F32 || t.DType == safetensors.F16 || t.DType == safetensors.BF16) &&
-			(model.WantShape(n, cfg, nil) == nil || slices.Equal(t.Shape, model.WantShape(n, cfg, nil)))
-		if !ok || slices.Contains(plain, n) {
+		if t.Name != n || slices.Contains(plain, n) {
 			var err error
 			if t, err = set.Tensor(n); err != nil {
 				return fmt.Errorf("quantize: %w", err)
 			}
 		}
+		file := func() string {
+			if t.File == "" {
+				if ft, err := set.Tensor(n); err == nil {
+					return ft.File
+				}
+			}
+			return t.File
+		}
 		switch t.DType {
 		case safetensors.F32, safetensors.F16, safetensors.BF16:
 		default:
-			return fmt.Errorf("quantize: %s: tensor %q is %s, want F32, F16 or BF16", t.File, n, t.DType)
+			return fmt.Errorf("quantize: %s: tensor %q is %s, want F32, F16 or BF16", file(), n, t.DType)
 		}
 		if want := model.WantShape(n, cfg, nil); want != nil && !slices.Equal(t.Shape, want) {
 			return fmt.Errorf("quantize: %s: tensor %q: shape %v, want %v from %s (hidden_size %d, vocab_size %d, intermediate_size %d)",
-				t.File, n, t.Shape, want, cfg.File, cfg.HiddenSize, cfg.VocabSize, cfg.IntermediateSize)
+				file(), n, t.Shape, want, cfg.File, cfg.HiddenSize, cfg.VocabSize, cfg.IntermediateSize)
 		}
 		if slices.Contains(plain, n) {
 			if err := checkFP16Range(t); err != nil {

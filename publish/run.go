@@ -163,16 +163,10 @@ func openModel(dir string) (*hfconfig.Config, weights.Set, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var set weights.Set = st
-	if mods := fused.Modules(cfg); mods != nil {
-		if set, err = fused.Open(st, cfg.NumHiddenLayers, mods); err != nil {
-			st.Close()
-			return nil, nil, fmt.Errorf("quantize: %w", err)
-		}
-	}
-	// A qwen3_vl_moe's fused experts are quantized, and written, as
-	// per-expert Linears (GPTQModel's and vLLM's names).
-	if set, err = fused.OpenExperts(set, cfg); err != nil {
+	// (A qwen3_vl_moe's fused experts are quantized, and written, as
+	// per-expert Linears: GPTQModel's and vLLM's names.)
+	set, err := fused.View(st, cfg)
+	if err != nil {
 		st.Close()
 		return nil, nil, fmt.Errorf("quantize: %w", err)
 	}

@@ -80,7 +80,7 @@ type Report struct {
 	// other models.
 	VisionParameters int64 `json:"vision_parameters,omitempty"`
 	// Wrapper is a multimodal checkpoint's model_type (gemma3, mistral3,
-	// qwen2_vl, qwen2_5_vl, qwen3_vl), whose language model ModelType
+	// qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe), whose language model ModelType
 	// names; "" (absent) for other models.
 	Wrapper string `json:"multimodal_type,omitempty"`
 	// QueryScale is a ministral3 text model's position-dependent query
@@ -228,14 +228,10 @@ func Inspect(dir string) (*Report, error) {
 	if err := weights.ForText(set, cfg); err != nil {
 		return nil, err
 	}
-	// Phi-3's fused qkv_proj and gate_up_proj are counted and checked as
-	// their parts, as the model loads them (package fused).
-	if mods := fused.Modules(cfg); mods != nil {
-		if set, err = fused.Open(set, cfg.NumHiddenLayers, mods); err != nil {
-			return nil, err
-		}
-	}
-	if set, err = fused.OpenExperts(set, cfg); err != nil {
+	// Phi-3's fused qkv_proj and gate_up_proj, and a qwen3_vl_moe's fused
+	// experts, are counted and checked as their parts, as the model loads
+	// them (package fused).
+	if set, err = fused.View(set, cfg); err != nil {
 		return nil, err
 	}
 	// An AWQ or compressed-tensors checkpoint is reported as the GPTQ

@@ -166,3 +166,17 @@ func (s *ExpertSet) Files() []string { return s.base.Files() }
 
 // Close closes base.
 func (s *ExpertSet) Close() error { return s.base.Close() }
+
+// View returns base as cfg's model reads it: Phi-3's fused modules as
+// their parts (Open) and a qwen3_vl_moe's fused experts as per-expert
+// Linears (OpenExperts); base itself for other models.
+func View(base weights.Set, cfg *hfconfig.Config) (weights.Set, error) {
+	if mods := Modules(cfg); mods != nil {
+		s, err := Open(base, cfg.NumHiddenLayers, mods)
+		if err != nil {
+			return nil, err
+		}
+		base = s
+	}
+	return OpenExperts(base, cfg)
+}

@@ -3,7 +3,6 @@ package fused
 import (
 	"encoding/binary"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -62,19 +61,7 @@ func TestOpenExperts(t *testing.T) {
 			{TensorInfo: safetensors.TensorInfo{Name: "model.layers.0.mlp.gate.weight", DType: safetensors.F32, Shape: []int{2, 3}}, Data: f32s(0, 1, 2, 3, 4, 5)},
 		}
 	}
-	write := func(ts ...safetensors.Tensor) *safetensors.Set {
-		dir := t.TempDir()
-		if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), ts, nil); err != nil {
-			t.Fatal(err)
-		}
-		set, err := safetensors.OpenDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { set.Close() })
-		return set
-	}
-	s, err := OpenExperts(write(fusedTensors([]int{2, 2, 3})...), cfg)
+	s, err := OpenExperts(openSet(t, fusedTensors([]int{2, 2, 3})...), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,11 +93,11 @@ func TestOpenExperts(t *testing.T) {
 	if _, err := s.Tensor(p + "down_proj"); err == nil {
 		t.Error("the fused down_proj is still read")
 	}
-	if _, err := OpenExperts(write(fusedTensors([]int{2, 3, 2})...), cfg); err == nil || !strings.Contains(err.Error(), "down_proj") || !strings.Contains(err.Error(), "[2 2 3]") {
+	if _, err := OpenExperts(openSet(t, fusedTensors([]int{2, 3, 2})...), cfg); err == nil || !strings.Contains(err.Error(), "down_proj") || !strings.Contains(err.Error(), "[2 2 3]") {
 		t.Errorf("down_proj [2 3 2]: %v", err)
 	}
 	dup := append(fusedTensors([]int{2, 2, 3}), safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: p + "1.up_proj.weight", DType: safetensors.F32, Shape: []int{2, 3}}, Data: f32s(0, 0, 0, 0, 0, 0)})
-	if _, err := OpenExperts(write(dup...), cfg); err == nil || !strings.Contains(err.Error(), "beside") {
+	if _, err := OpenExperts(openSet(t, dup...), cfg); err == nil || !strings.Contains(err.Error(), "beside") {
 		t.Errorf("a per-expert weight beside the fused one: %v", err)
 	}
 }

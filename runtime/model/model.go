@@ -213,19 +213,11 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, e
 		}
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
 	}
-	// Phi-3's fused qkv_proj and gate_up_proj read as their parts, so that
-	// the rest of the loader sees the llama layout (package fused).
-	var set weights.Set = st
-	if mods := fused.Modules(cfg); mods != nil {
-		fs, err := fused.Open(st, cfg.NumHiddenLayers, mods)
-		if err != nil {
-			st.Close()
-			return nil, nil, nil, fmt.Errorf("model: %w", err)
-		}
-		set = fs
-	}
-	// A qwen3_vl_moe's fused experts read as per-expert Linears.
-	if set, err = fused.OpenExperts(set, cfg); err != nil {
+	// Phi-3's fused qkv_proj and gate_up_proj read as their parts, a
+	// qwen3_vl_moe's fused experts as per-expert Linears, so that the rest
+	// of the loader sees the llama layout (package fused).
+	set, err := fused.View(st, cfg)
+	if err != nil {
 		st.Close()
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
 	}
